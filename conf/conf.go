@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+// Package conf parses and validates the network configuration of the
+// socksplice CNI chained plugin (the JSON a runtime writes to the plugin's
+// stdin).
+//
+// The package is pure: it performs no I/O and no system calls, so every rule
+// can be table-tested. All errors it returns are *types.Error values whose
+// Msg starts with the JSON field at fault, ready to be printed by the CNI
+// skeleton.
+package conf
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// PluginType is the only accepted value of the "type" field.
+const PluginType = "socksplice"
+
+// Mode selects the acceleration mechanism.
+type Mode string
+
+const (
+	// ModeAuto picks the best mechanism the kernel supports.
+	ModeAuto Mode = "auto"
+	// ModeSockmap redirects same-host TCP through a BPF sockmap.
+	ModeSockmap Mode = "sockmap"
+	// ModeSplice splices same-host TCP payloads between sockets.
+	ModeSplice Mode = "splice"
+	// ModeOff attaches nothing; the plugin passes prevResult through.
+	ModeOff Mode = "off"
+)
+
+var modes = []Mode{ModeAuto, ModeSockmap, ModeSplice, ModeOff}
+
+const (
+	// DefaultPinDir is the bpffs directory where maps and links are pinned.
+	DefaultPinDir = "/sys/fs/bpf/socksplice"
+	// DefaultRingKiB is the per-connection ring size used when ringKiB is
+	// omitted or 0.
+	DefaultRingKiB = 16
+	// MinRingKiB is the smallest ring: one 4 KiB page.
+	MinRingKiB = 4
+	// MaxRingKiB caps a per-connection ring at 4 MiB so that a few thousand
+	// paired connections cannot pin gigabytes of kernel memory.
+	MaxRingKiB = 4096
+	// MaxBusyPollUs caps busy polling at 1 ms per blocking read. A sleeping
+	// reader is woken within tens of microseconds, so spinning is only worth
+	// it for waits well under that; the kernel's own busy_read guidance is
+	// 50-100 us. Past 1 ms the spin buys no latency and just burns a core
+	// (at 1000 reads/s it is already a whole CPU).
+	MaxBusyPollUs = 1000
+	// MaxPorts bounds the port allowlist; it is sized to fit a small,
+	// fixed-size BPF array looked up linearly on the fast path.
+	MaxPorts = 32
+)
+
+// SupportedVersions lists the cniVersion values accepted.
+var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
+
+// RuntimeConfig holds the runtime-injected values socksplice uses. Runtimes
+// may inject other capability arguments; those are accepted and ignored.
+type RuntimeConfig struct {
+	// CgroupPath is the pod's cgroup, absolute or relative to the cgroup v2
+	// root.
+	CgroupPath string `json:"cgroupPath,omitempty"`
+}
+
+// NetConf is the socksplice plugin configuration.
+//
+// Note: json.Marshal of a *NetConf uses the MarshalJSON promoted from the
+// embedded types.NetConf and therefore emits only the standard CNI fields.
+type NetConf struct {
+	types.NetConf
+
+	Mode          Mode          `json:"mode,omitempty"`
+	BusyPollUs    int           `json:"busyPollUs,omitempty"`
+	RingKiB       int           `json:"ringKiB,omitempty"`
+	Ports         []int         `json:"ports,omitempty"`
+	Loopback      bool          `json:"loopback,omitempty"`
+	PinDir        string        `json:"pinDir,omitempty"`
+	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitempty"`
+}
+
+// allowedKeys are the top-level keys accepted in a plugin config: those of
+// types.NetConf, those libcni or runtimes inject (args, runtimeConfig, the GC
+// attachment lists) or copy from a conflist, and ours. Matching is exact;
+// encoding/json alone would accept "busyPollUS" case-insensitively.
+var allowedKeys = map[string]bool{
+	// types.NetConf (types.PluginConf)
+	"cniVersion":                true,
+	"name":                      true,
+	"type":                      true,
+	"capabilities":              true,
+	"ipam":                      true,
+	"dns":                       true,
+	"prevResult":                true,
+	"cni.dev/valid-attachments": true,
+	// injected by libcni / runtimes, or conflist-level keys
+	"args":                true,
+	"runtimeConfig":       true,
+	"cni.dev/attachments": true,
+	"cniVersions":         true,
+	"disableCheck":        true,
+	"disableGC":           true,
+	// socksplice
+	"mode":       true,
+	"busyPollUs": true,
+	"ringKiB":    true,
+	"ports":      true,
+	"loopback":   true,
+	"pinDir":     true,
+}
+
+func decodeErr(format string, a ...any) *types.Error {
+	return types.NewError(types.ErrDecodingFailure, fmt.Sprintf(format, a...), "")
+}
+
+func invalid(format string, a ...any) *types.Error {
+	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
+}
+
+// Parse decodes and validates a plugin config (the stdin of a CNI
+// invocation), fills defaults (mode auto, ringKiB 16, pinDir default), parses
+// prevResult if present into conf.PrevResult, and returns a *types.Error on
+// any problem.
+func Parse(data []byte) (*NetConf, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, decodeErr("config: empty input; expected a JSON object")
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, decodeErr("config: got a JSON %s; expected a JSON object", te.Value)
+		}
+		return nil, decodeErr("config: invalid JSON: %s", trimJSONPrefix(err))
+	}
+	if raw == nil {
+		return nil, decodeErr("config: got JSON null; expected a JSON object")
+	}
+
+	// The version comes first: a config for an unsupported version may
+	// legitimately fail every other rule.
+	var cniVersion string
+	if v, ok := raw["cniVersion"]; ok {
+		if err := json.Unmarshal(v, &cniVersion); err != nil {
+			return nil, decodeErr("cniVersion: invalid JSON %s; expected a string", jsonValueKind(v))
+		}
+	}
+	if !slices.Contains(SupportedVersions, cniVersion) {
+		got := fmt.Sprintf("%q is not supported", cniVersion)
+		if cniVersion == "" {
+			got = "missing"
+		}
+		return nil, types.NewError(types.ErrIncompatibleCNIVersion,
+			fmt.Sprintf("cniVersion: %s; supported versions are %s", got, strings.Join(SupportedVersions, ", ")), "")
+	}
+
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if allowedKeys[k] {
+			continue
+		}
+		msg := fmt.Sprintf("unknown field %q", k)
+		for a := range allowedKeys {
+			if strings.EqualFold(a, k) {
+				msg += fmt.Sprintf("; did you mean %q?", a)
+				break
+			}
+		}
+		return nil, invalid("%s", msg)
+	}
+
+	c := &NetConf{}
+	if err := json.Unmarshal(data, c); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, decodeErr("%s: invalid JSON %s; expected %s", fieldPath(te.Field), te.Value, goKindToJSON(te.Type))
+		}
+		return nil, decodeErr("config: %s", trimJSONPrefix(err))
+	}
+
+	if err := c.validate(raw); err != nil {
+		return nil, err
+	}
+
+	if c.Mode == "" {
+		c.Mode = ModeAuto
+	}
+	if c.RingKiB == 0 {
+		c.RingKiB = DefaultRingKiB
+	}
+	if c.PinDir == "" {
+		c.PinDir = DefaultPinDir
+	}
+
+	if c.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&c.NetConf); err != nil {
+			inner := err
+			if u := errors.Unwrap(err); u != nil {
+				inner = u
+			}
+			return nil, invalid("prevResult: cannot parse as a cniVersion %s result: %v", c.CNIVersion, inner)
+		}
+	}
+	return c, nil
+}
+
+func (c *NetConf) validate(raw map[string]json.RawMessage) *types.Error {
+	if c.Name == "" {
+		return invalid("name: missing; must be a non-empty network name")
+	}
+	if c.Type != PluginType {
+		if c.Type == "" {
+			return invalid("type: missing; must be %q", PluginType)
+		}
+		return invalid("type: %q is not this plugin; must be %q", c.Type, PluginType)
+	}
+
+	if c.Mode != "" && !slices.Contains(modes, c.Mode) {
+		return invalid("mode: %q is not one of auto, sockmap, splice, off", string(c.Mode))
+	}
+
+	switch {
+	case c.BusyPollUs < 0:
+		return invalid("busyPollUs: %d is negative; must be between 0 and %d", c.BusyPollUs, MaxBusyPollUs)
+	case c.BusyPollUs > MaxBusyPollUs:
+		return invalid("busyPollUs: %d is too large; must be between 0 and %d", c.BusyPollUs, MaxBusyPollUs)
+	}
+
+	if r := c.RingKiB; r != 0 {
+		const want = "must be a power of two between %d and %d (0 or omitted selects %d)"
+		switch {
+		case r < 0:
+			return invalid("ringKiB: %d is negative; "+want, r, MinRingKiB, MaxRingKiB, DefaultRingKiB)
+		case r < MinRingKiB || r > MaxRingKiB:
+			return invalid("ringKiB: %d is out of range; "+want, r, MinRingKiB, MaxRingKiB, DefaultRingKiB)
+		case r&(r-1) != 0:
+			return invalid("ringKiB: %d is not a power of two; "+want, r, MinRingKiB, MaxRingKiB, DefaultRingKiB)
+		}
+	}
+
+	if err := validatePorts(c.Ports, raw["ports"]); err != nil {
+		return err
+	}
+
+	if p := c.PinDir; p != "" {
+		switch {
+		case strings.ContainsRune(p, 0):
+			return invalid("pinDir: %q contains a NUL byte", p)
+		case !filepath.IsAbs(p):
+			return invalid("pinDir: %q must be an absolute path", p)
+		case hasDotDot(p):
+			return invalid("pinDir: %q must not contain \"..\" elements", p)
+		case filepath.Clean(p) != p:
+			return invalid("pinDir: %q is not a clean path; use %q", p, filepath.Clean(p))
+		case p == "/":
+			return invalid("pinDir: %q is the filesystem root; use a dedicated directory on bpffs such as %q", p, DefaultPinDir)
+		}
+	}
+
+	if p := c.RuntimeConfig.CgroupPath; p != "" {
+		switch {
+		case strings.ContainsRune(p, 0):
+			return invalid("runtimeConfig.cgroupPath: %q contains a NUL byte", p)
+		case hasDotDot(p):
+			return invalid("runtimeConfig.cgroupPath: %q must not contain \"..\" elements", p)
+		case filepath.Clean(p) != p:
+			return invalid("runtimeConfig.cgroupPath: %q is not a clean path; use %q", p, filepath.Clean(p))
+		}
+	}
+	return nil
+}
+
+func validatePorts(ports []int, raw json.RawMessage) *types.Error {
+	if len(ports) == 0 {
+		// "ports": null is treated like an omitted field.
+		if raw != nil && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			return invalid("ports: empty list; omit the field to pair all ports")
+		}
+		return nil
+	}
+	if len(ports) > MaxPorts {
+		return invalid("ports: %d entries exceed the maximum of %d", len(ports), MaxPorts)
+	}
+	seen := make(map[int]int, len(ports))
+	for i, p := range ports {
+		if p < 1 || p > 65535 {
+			return invalid("ports[%d]: %d is out of range; must be between 1 and 65535", i, p)
+		}
+		if j, dup := seen[p]; dup {
+			return invalid("ports[%d]: %d is a duplicate of ports[%d]", i, p, j)
+		}
+		seen[p] = i
+	}
+	return nil
+}
+
+func hasDotDot(p string) bool {
+	return slices.Contains(strings.Split(p, "/"), "..")
+}
+
+// fieldPath turns an encoding/json field path into the JSON key path by
+// dropping the Go name of the embedded types.NetConf.
+func fieldPath(f string) string {
+	parts := strings.Split(f, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "NetConf" && p != "PluginConf" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return "config"
+	}
+	return strings.Join(out, ".")
+}
+
+func goKindToJSON(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
+}
+
+func jsonValueKind(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return "value"
+	}
+	switch v[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func trimJSONPrefix(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// RequirePrevResult returns a *types.Error when the config has no prevResult;
+// ADD and CHECK of a chained plugin need one.
+func (c *NetConf) RequirePrevResult() error {
+	if c.PrevResult == nil {
+		return invalid("prevResult: missing; socksplice is a chained plugin and must follow a plugin that returns a result (e.g. bridge or ptp)")
+	}
+	return nil
+}
+
+// Domain returns the isolation-domain id of this network: the first 8 bytes
+// (big endian) of sha256("socksplice-domain\x00" + Name). It is never 0.
+func (c *NetConf) Domain() uint64 {
+	sum := sha256.Sum256([]byte("socksplice-domain\x00" + c.Name))
+	d := binary.BigEndian.Uint64(sum[:8])
+	if d == 0 {
+		d = 1
+	}
+	return d
+}
+
+// PortSet returns the validated ports as []uint16 sorted ascending, or nil
+// if there is no allowlist (all ports are paired). Entries that Parse would
+// reject (out of range, duplicates) are dropped.
+func (c *NetConf) PortSet() []uint16 {
+	if len(c.Ports) == 0 {
+		return nil
+	}
+	out := make([]uint16, 0, len(c.Ports))
+	for _, p := range c.Ports {
+		if p >= 1 && p <= 65535 {
+			out = append(out, uint16(p))
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

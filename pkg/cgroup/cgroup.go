@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+// Package cgroup finds the cgroup v2 directory whose sockets the sock_ops
+// program must see, and attaches the program there through pinned links.
+package cgroup
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Root returns the mount point of the cgroup v2 hierarchy (on hybrid hosts
+// such as this one it is /sys/fs/cgroup/unified, not /sys/fs/cgroup).
+func Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint opts... - fstype source opts
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				return fields[4], nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", errors.New("no cgroup v2 hierarchy is mounted")
+}
+
+// How tells where an attachment point came from.
+type How string
+
+const (
+	FromRuntime How = "runtime cgroupPath"
+	FromNetns   How = "processes in the netns"
+	NodeLevel   How = "node-level (cgroup v2 root)"
+)
+
+// Resolve returns the cgroup directory for a container: the runtime's
+// cgroupPath when it exists, else the deepest cgroup shared by the
+// processes already in the netns, else the cgroup v2 root (node level: the
+// enrollment map then selects the container). Podman, for one, runs ADD
+// before the container's cgroup exists.
+func Resolve(root, runtimePath, netnsPath string) (string, How, error) {
+	if runtimePath != "" {
+		p := runtimePath
+		if !strings.HasPrefix(p, root+"/") && p != root {
+			p = filepath.Join(root, p)
+		}
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			if p == root {
+				return root, NodeLevel, nil
+			}
+			return p, FromRuntime, nil
+		}
+	}
+	if netnsPath != "" {
+		if rel := netnsCgroup(netnsPath); rel != "" && rel != "/" {
+			p := filepath.Join(root, rel)
+			if st, err := os.Stat(p); err == nil && st.IsDir() {
+				return p, FromNetns, nil
+			}
+		}
+	}
+	return root, NodeLevel, nil
+}
+
+// netnsCgroup returns the deepest cgroup v2 path common to the processes
+// living in the netns, "" if there are none.
+func netnsCgroup(netnsPath string) string {
+	var want syscall.Stat_t
+	if err := syscall.Stat(netnsPath, &want); err != nil {
+		return ""
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return ""
+	}
+	common := ""
+	found := false
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", e.Name(), "ns/net"), &st) != nil ||
+			st.Dev != want.Dev || st.Ino != want.Ino {
+			continue
+		}
+		cg := procCgroup(e.Name())
+		if cg == "" {
+			continue
+		}
+		if !found {
+			common, found = cg, true
+		} else {
+			common = commonAncestor(common, cg)
+		}
+	}
+	return common
+}
+
+func procCgroup(pid string) string {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "cgroup"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			return rest
+		}
+	}
+	return ""
+}
+
+func commonAncestor(a, b string) string {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	n := 0
+	for n < len(as) && n < len(bs) && as[n] == bs[n] {
+		n++
+	}
+	if r := strings.Join(as[:n], "/"); r != "" {
+		return r
+	}
+	return "/"
+}
+
+// Attach attaches prog to the cgroup at dir as a sock_ops program and pins
+// the link at pin. An existing pin is kept (ADD may be retried).
+func Attach(dir string, prog *ebpf.Program, pin string) error {
+	if _, err := os.Stat(pin); err == nil {
+		return nil
+	}
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: prog})
+	if err != nil {
+		return fmt.Errorf("attaching sock_ops to %s: %w", dir, err)
+	}
+	defer l.Close()
+	if err := l.Pin(pin); err != nil {
+		return fmt.Errorf("pinning link %s: %w", pin, err)
+	}
+	return nil
+}
+
+// Detach removes a pinned link; the kernel detaches it with the last
+// reference. A missing pin is not an error.
+func Detach(pin string) error {
+	err := os.Remove(pin)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// AttachedIDs returns the IDs of the sock_ops programs attached directly to
+// the cgroup at dir.
+func AttachedIDs(dir string) ([]ebpf.ProgramID, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachCGroupSockOps})
+	if err != nil {
+		return nil, fmt.Errorf("querying sock_ops programs of %s: %w", dir, err)
+	}
+	var ids []ebpf.ProgramID
+	for _, p := range res.Programs {
+		ids = append(ids, p.ID)
+	}
+	return ids, nil
+}

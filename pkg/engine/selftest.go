@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/node"
+)
+
+// SelfTestArg, as argv[1], turns the plugin binary into the self-test
+// child. Main functions (the plugin's, test binaries') call
+// MaybeRunSelfTestChild first thing.
+const SelfTestArg = "__socksplice_selftest_child"
+
+const selfTestTimeout = 20 * time.Second
+
+// childReport is what the child measured.
+type childReport struct {
+	Payload      int    `json:"payload"`
+	RecvRead     int    `json:"recvRead"`
+	RecvIntact   bool   `json:"recvIntact"`
+	RecvLoBytes  uint64 `json:"recvLoBytes"` // bytes lo carried during the recv run
+	SpliceRead   int    `json:"spliceRead"`
+	SpliceIntact bool   `json:"spliceIntact"`
+	SpliceEnd    string `json:"spliceEnd"` // how the splice reader stopped
+	Err          string `json:"err,omitempty"`
+}
+
+// RunSelfTest pairs a loopback connection through the sockmap engine in a
+// private netns and cgroup, reads it once with recv and once with
+// splice(2), and says whether "auto" may use the engine. exe is a binary
+// that runs the child (see SelfTestArg).
+func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, error) {
+	st := node.SelfTest{Kernel: kernel, Engine: "off", At: time.Now().UTC()}
+	root, err := cgroup.Root()
+	if err != nil {
+		return st, err
+	}
+	dir := filepath.Join(root, fmt.Sprintf("socksplice-selftest-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+		return st, fmt.Errorf("self-test cgroup: %w", err)
+	}
+	defer os.Remove(dir)
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: o.SockOps})
+	if err != nil {
+		return st, fmt.Errorf("self-test attach: %w", err)
+	}
+	defer l.Close()
+	cg, err := os.Open(dir)
+	if err != nil {
+		return st, err
+	}
+	defer cg.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), selfTestTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, SelfTestArg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWNET,
+		UseCgroupFD: true,
+		CgroupFD:    int(cg.Fd()),
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return st, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return st, err
+	}
+	if err := cmd.Start(); err != nil {
+		return st, fmt.Errorf("self-test child: %w", err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill() // ours, by PID; a no-op once it exited
+
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
+	cookieStr, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	if err != nil || !ok {
+		return st, fmt.Errorf("self-test child did not start: %q %v %s", line, err, stderr.String())
+	}
+	cookie, err := strconv.ParseUint(cookieStr, 10, 64)
+	if err != nil {
+		return st, fmt.Errorf("self-test child: bad netns cookie %q", cookieStr)
+	}
+	pol := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
+	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+		return st, fmt.Errorf("self-test enroll: %w", err)
+	}
+	defer o.Enroll.Delete(cookie)
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		return st, err
+	}
+	var rep childReport
+	if err := json.NewDecoder(out).Decode(&rep); err != nil {
+		return st, fmt.Errorf("self-test child report: %w (%s)", err, stderr.String())
+	}
+	if rep.Err != "" {
+		return st, fmt.Errorf("self-test child: %s", rep.Err)
+	}
+	judge(&st, rep)
+	return st, nil
+}
+
+// judge turns measurements into the auto decision. Every failure keeps the
+// node on plain TCP: auto must never pick a path that loses data.
+func judge(st *node.SelfTest, r childReport) {
+	st.Details = []string{
+		fmt.Sprintf("recv reader: %d of %d bytes, intact=%v, lo carried %d bytes", r.RecvRead, r.Payload, r.RecvIntact, r.RecvLoBytes),
+		fmt.Sprintf("splice(2) reader: %d of %d bytes, intact=%v, ended by %s", r.SpliceRead, r.Payload, r.SpliceIntact, r.SpliceEnd),
+	}
+	switch {
+	case !r.RecvIntact:
+		st.Reason = "sockmap redirect corrupted the byte stream of a recv() reader"
+	case r.RecvLoBytes > uint64(r.Payload)/4:
+		st.Reason = fmt.Sprintf("sockmap did not carry the test connection (lo moved %d of %d payload bytes)", r.RecvLoBytes, r.Payload)
+	case !r.SpliceIntact:
+		st.Reason = fmt.Sprintf("sockmap redirect loses data for splice(2) readers on this kernel "+
+			"(read %d of %d bytes, then %s); Go's io.Copy between TCP connections reads this way", r.SpliceRead, r.Payload, r.SpliceEnd)
+	default:
+		st.Engine = "sockmap"
+		st.Reason = "self-test passed: recv and splice(2) readers received every byte through the sockmap redirect"
+	}
+}

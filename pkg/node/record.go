@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package node
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"net/netip"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// MaxAddrs is how many addresses of one attachment are registered.
+const MaxAddrs = 16
+
+const recordSize = 8 + 8 + 4 + 4 + MaxAddrs*16 + identSize
+
+const identSize = 256
+
+// Record remembers what ADD did for one attachment (network, container,
+// interface), so DEL can undo exactly that even when the netns is gone.
+type Record struct {
+	Netns  uint64
+	Domain uint64
+	Flags  uint32
+	NAddrs uint32
+	Addrs  [MaxAddrs][16]byte
+	Ident  [identSize]byte // network NUL containerID NUL ifname, for GC
+}
+
+// SetIdent stores the attachment's identity in the record.
+func (r *Record) SetIdent(network, containerID, ifname string) {
+	copy(r.Ident[:], network+"\x00"+containerID+"\x00"+ifname)
+}
+
+// Identity returns what SetIdent stored; ok=false if it did not fit (then
+// it would not hash back to key).
+func (r *Record) Identity(key [32]byte) (network, containerID, ifname string, ok bool) {
+	s := string(bytes.TrimRight(r.Ident[:], "\x00"))
+	parts := strings.Split(s, "\x00")
+	if len(parts) != 3 || RecordKey(parts[0], parts[1], parts[2]) != key {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// Record flags.
+const (
+	RecordCgroupLink = 1 // a per-container cgroup link is pinned
+	RecordNodeLink   = 2 // the node-level link selects this container
+)
+
+// RecordKey derives the record key from the attachment's identity.
+func RecordKey(network, containerID, ifname string) [32]byte {
+	return sha256.Sum256([]byte(network + "\x00" + containerID + "\x00" + ifname))
+}
+
+// AddrList returns the record's addresses.
+func (r *Record) AddrList() []netip.Addr {
+	out := make([]netip.Addr, 0, r.NAddrs)
+	for i := 0; i < int(r.NAddrs) && i < MaxAddrs; i++ {
+		out = append(out, netip.AddrFrom16(r.Addrs[i]))
+	}
+	return out
+}
+
+// GetRecord returns the record under key, or ok=false.
+func (o *Objects) GetRecord(key [32]byte) (Record, bool, error) {
+	var r Record
+	err := o.Attach.Lookup(key, &r)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return r, false, nil
+	}
+	return r, err == nil, err
+}
+
+// PutRecord stores a record.
+func (o *Objects) PutRecord(key [32]byte, r *Record) error {
+	return o.Attach.Update(key, r, ebpf.UpdateAny)
+}
+
+// DeleteRecord removes a record; a missing one is not an error.
+func (o *Objects) DeleteRecord(key [32]byte) error {
+	err := o.Attach.Delete(key)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Records returns all records.
+func (o *Objects) Records() (map[[32]byte]Record, error) {
+	out := map[[32]byte]Record{}
+	var k [32]byte
+	var r Record
+	it := o.Attach.Iterate()
+	for it.Next(&k, &r) {
+		out[k] = r
+	}
+	return out, it.Err()
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+// Command socksplice is a CNI chained plugin that pairs same-host TCP
+// connections of enrolled containers and moves their payload through a
+// short kernel path. It is thin: it parses, calls pkg, prints results.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/socksplice/socksplice/conf"
+	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/enroll"
+	"github.com/socksplice/socksplice/pkg/node"
+)
+
+// Plugin-specific CNI error codes (100 and up are ours).
+const (
+	ErrEngineUnavailable uint = 100 // a forced engine cannot run on this node
+	ErrLoad              uint = 101 // loading or pinning the BPF objects failed
+	ErrEnroll            uint = 102 // enrolling or attaching the container failed
+)
+
+var buildVersion = "dev"
+
+func main() {
+	engine.MaybeRunSelfTestChild()
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    cmdAdd,
+		Del:    cmdDel,
+		Check:  cmdCheck,
+		GC:     cmdGC,
+		Status: cmdStatus,
+	}, version.PluginSupports(conf.SupportedVersions...), "socksplice "+buildVersion)
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "socksplice: "+format+"\n", a...)
+}
+
+// parse reads and validates the config; ADD and CHECK also need prevResult
+// and a netns. Nothing is touched before this succeeds.
+func parse(args *skel.CmdArgs, needPrev bool) (*conf.NetConf, *current.Result, error) {
+	c, err := conf.Parse(args.StdinData)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !needPrev {
+		return c, nil, nil
+	}
+	if err := c.RequirePrevResult(); err != nil {
+		return nil, nil, err
+	}
+	prev, err := current.NewResultFromResult(c.PrevResult)
+	if err != nil {
+		return nil, nil, types.NewError(types.ErrInvalidNetworkConfig, "prevResult: "+err.Error(), "")
+	}
+	if args.Netns == "" {
+		return nil, nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_NETNS: required for "+os.Getenv("CNI_COMMAND"), "")
+	}
+	return c, prev, nil
+}
+
+// containerAddrs returns the addresses prevResult gave the container's side.
+func containerAddrs(prev *current.Result) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range prev.IPs {
+		if ip.Interface != nil {
+			i := *ip.Interface
+			if i < 0 || i >= len(prev.Interfaces) || prev.Interfaces[i].Sandbox == "" {
+				continue
+			}
+		}
+		if a, ok := netip.AddrFromSlice(ip.Address.IP); ok {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+func attachment(c *conf.NetConf, args *skel.CmdArgs, prev *current.Result) enroll.Attachment {
+	return enroll.Attachment{
+		Network:     c.Name,
+		ContainerID: args.ContainerID,
+		IfName:      args.IfName,
+		Netns:       args.Netns,
+		Domain:      c.Domain(),
+		Addrs:       containerAddrs(prev),
+		CgroupPath:  c.RuntimeConfig.CgroupPath,
+		Policy: enroll.Policy{
+			Loopback:   c.Loopback,
+			Ports:      c.PortSet(),
+			BusyPollUs: uint32(c.BusyPollUs),
+			RingKiB:    uint32(c.RingKiB),
+		},
+	}
+}
+
+func decide(c *conf.NetConf, o *node.Objects) (engine.Decision, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return engine.Decision{}, types.NewError(types.ErrInternal, "locating own binary for the self-test", err.Error())
+	}
+	d, err := engine.Decide(string(c.Mode), engine.Probe(), o, exe)
+	var unavail *engine.ErrUnavailable
+	if errors.As(err, &unavail) {
+		return d, types.NewError(ErrEngineUnavailable, "mode: "+err.Error(), "")
+	}
+	if err != nil {
+		return d, types.NewError(types.ErrInternal, "choosing engine", err.Error())
+	}
+	return d, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	c, prev, err := parse(args, true)
+	if err != nil {
+		return err
+	}
+	if c.Mode == conf.ModeOff {
+		return types.PrintResult(c.PrevResult, c.CNIVersion)
+	}
+	o, err := node.Load(c.PinDir)
+	if err != nil {
+		return types.NewError(ErrLoad, "pinDir: loading BPF objects", err.Error())
+	}
+	defer o.Close()
+	d, err := decide(c, o)
+	if err != nil {
+		return err
+	}
+	if d.Engine == engine.Off {
+		logf("network %s: mode %s runs plain TCP on this node: %s", c.Name, c.Mode, d.Reason)
+		return types.PrintResult(c.PrevResult, c.CNIVersion)
+	}
+	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
+		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
+	}
+	if _, err := enroll.Add(o, attachment(c, args, prev)); err != nil {
+		return types.NewError(ErrEnroll, "enrolling container "+args.ContainerID, err.Error())
+	}
+	return types.PrintResult(c.PrevResult, c.CNIVersion)
+}
+
+// cmdDel undoes ADD whatever the mode says now (it may have changed since),
+// and succeeds when there is nothing to undo.
+func cmdDel(args *skel.CmdArgs) error {
+	c, _, err := parse(args, false)
+	if err != nil {
+		return err
+	}
+	o, err := node.Open(c.PinDir)
+	if errors.Is(err, node.ErrNotLoaded) {
+		return nil
+	}
+	if err != nil {
+		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
+	}
+	defer o.Close()
+	if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
+		return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
+	}
+	return nil
+}
+
+func cmdCheck(args *skel.CmdArgs) error {
+	c, prev, err := parse(args, true)
+	if err != nil {
+		return err
+	}
+	if c.Mode == conf.ModeOff {
+		return nil
+	}
+	o, err := node.Open(c.PinDir)
+	if err != nil {
+		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
+	}
+	defer o.Close()
+	d, err := decide(c, o)
+	if err != nil {
+		return err
+	}
+	if d.Engine == engine.Off {
+		return nil
+	}
+	if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
+		return types.NewError(ErrEnroll, "check", err.Error())
+	}
+	return nil
+}
+
+// cmdGC drops the attachments of this network that the runtime no longer lists.
+func cmdGC(args *skel.CmdArgs) error {
+	c, _, err := parse(args, false)
+	if err != nil {
+		return err
+	}
+	o, err := node.Open(c.PinDir)
+	if errors.Is(err, node.ErrNotLoaded) {
+		return nil
+	}
+	if err != nil {
+		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
+	}
+	defer o.Close()
+	var keep []enroll.ID
+	for _, a := range c.ValidAttachments {
+		keep = append(keep, enroll.ID{ContainerID: a.ContainerID, IfName: a.IfName})
+	}
+	n, err := enroll.GC(o, c.Name, keep)
+	if err != nil {
+		return types.NewError(ErrEnroll, "gc", err.Error())
+	}
+	if n > 0 {
+		logf("network %s: gc removed %d stale attachments", c.Name, n)
+	}
+	return nil
+}
+
+// cmdStatus reports whether the configured engine can run here.
+func cmdStatus(args *skel.CmdArgs) error {
+	c, _, err := parse(args, false)
+	if err != nil {
+		return err
+	}
+	f := engine.Probe()
+	switch c.Mode {
+	case conf.ModeSockmap:
+		if err := f.SockmapReady(); err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, "mode: sockmap engine unavailable", err.Error())
+		}
+	case conf.ModeSplice:
+		if _, err := engine.Decide(engine.Splice, f, nil, ""); err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, "mode: "+err.Error(), "")
+		}
+	}
+	return nil
+}
