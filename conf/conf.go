@@ -158,7 +158,7 @@ func Parse(data []byte) (*NetConf, error) {
 	var cniVersion string
 	if v, ok := raw["cniVersion"]; ok {
 		if err := json.Unmarshal(v, &cniVersion); err != nil {
-			return nil, decodeErr("cniVersion: invalid JSON %s; expected a string", jsonValueKind(v))
+			return nil, decodeErr("cniVersion: got a JSON %s; expected a string", jsonValueKind(v))
 		}
 	}
 	if !slices.Contains(SupportedVersions, cniVersion) {
@@ -193,7 +193,7 @@ func Parse(data []byte) (*NetConf, error) {
 	if err := json.Unmarshal(data, c); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, decodeErr("%s: invalid JSON %s; expected %s", fieldPath(te.Field), te.Value, goKindToJSON(te.Type))
+			return nil, decodeErr("%s: got a JSON %s; expected %s", fieldPath(te.Field), te.Value, goKindToJSON(te.Type))
 		}
 		return nil, decodeErr("config: %s", trimJSONPrefix(err))
 	}
