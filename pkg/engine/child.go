@@ -120,20 +120,28 @@ func readAll(c *net.TCPConn) ([]byte, string) {
 	return got, "EOF"
 }
 
-// spliceAll reads the socket the way Go's io.Copy between two TCP
-// connections does: splice(2) into a pipe.
 func spliceAll(c *net.TCPConn) ([]byte, string) {
+	var buf bytes.Buffer
+	_, end := SpliceRead(&buf, c)
+	return buf.Bytes(), end
+}
+
+// SpliceRead reads c until EOF the way Go's io.Copy between two TCP
+// connections does, with splice(2) into a pipe, and copies the data to w.
+// It returns the byte count and how the read ended ("EOF", an errno, or a
+// timeout from c's deadline).
+func SpliceRead(w io.Writer, c *net.TCPConn) (int64, string) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil, err.Error()
+		return 0, err.Error()
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, err.Error()
+		return 0, err.Error()
 	}
-	var got []byte
+	var total int64
 	buf := make([]byte, 64<<10)
 	for {
 		var n int64
@@ -144,18 +152,19 @@ func spliceAll(c *net.TCPConn) ([]byte, string) {
 		})
 		switch {
 		case err != nil:
-			return got, "timeout (" + err.Error() + ")"
+			return total, "timeout (" + err.Error() + ")"
 		case serr != nil:
-			return got, serr.Error()
+			return total, serr.Error()
 		case n == 0:
-			return got, "EOF"
+			return total, "EOF"
 		}
 		for n > 0 {
 			m, err := unix.Read(p[0], buf[:n])
 			if err != nil {
-				return got, "pipe: " + err.Error()
+				return total, "pipe: " + err.Error()
 			}
-			got = append(got, buf[:m]...)
+			w.Write(buf[:m])
+			total += int64(m)
 			n -= int64(m)
 		}
 	}

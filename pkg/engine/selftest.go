@@ -50,7 +50,7 @@ type childReport struct {
 // splice(2), and says whether "auto" may use the engine. exe is a binary
 // that runs the child (see SelfTestArg).
 func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, error) {
-	st := node.SelfTest{Kernel: kernel, Engine: "off", At: time.Now().UTC()}
+	st := node.SelfTest{Kernel: kernel, Engine: Off, At: time.Now().UTC()}
 	root, err := cgroup.Root()
 	if err != nil {
 		return st, err
@@ -128,6 +128,7 @@ func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, err
 // judge turns measurements into the auto decision. Every failure keeps the
 // node on plain TCP: auto must never pick a path that loses data.
 func judge(st *node.SelfTest, r childReport) {
+	st.Engine = Off
 	st.Details = []string{
 		fmt.Sprintf("recv reader: %d of %d bytes, intact=%v, lo carried %d bytes", r.RecvRead, r.Payload, r.RecvIntact, r.RecvLoBytes),
 		fmt.Sprintf("splice(2) reader: %d of %d bytes, intact=%v, ended by %s", r.SpliceRead, r.Payload, r.SpliceIntact, r.SpliceEnd),
@@ -141,7 +142,7 @@ func judge(st *node.SelfTest, r childReport) {
 		st.Reason = fmt.Sprintf("sockmap redirect loses data for splice(2) readers on this kernel "+
 			"(read %d of %d bytes, then %s); Go's io.Copy between TCP connections reads this way", r.SpliceRead, r.Payload, r.SpliceEnd)
 	default:
-		st.Engine = "sockmap"
+		st.Engine = Sockmap
 		st.Reason = "self-test passed: recv and splice(2) readers received every byte through the sockmap redirect"
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -32,9 +31,23 @@ import (
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
+// T is the part of testing.TB the harness uses, so that the demo can
+// drive the same topology code outside "go test".
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
 // RequireRoot skips loudly when the test cannot create namespaces and load
 // BPF. CI runs as root, so it never skips there.
-func RequireRoot(t testing.TB) {
+func RequireRoot(t T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP: needs root (network namespaces, cgroups, BPF)")
@@ -68,7 +81,7 @@ func moduleRoot() string {
 // BinDir builds the socksplice plugin and the real bridge, host-local and
 // loopback plugins once per test binary and returns their directory, so a
 // test never runs against stale binaries.
-func BinDir(t testing.TB) string {
+func BinDir(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "socksplice-cni-bin-")
@@ -102,7 +115,7 @@ func RemoveBinDir() {
 }
 
 // PinDir returns a fresh pin directory under /sys/fs/bpf, removed at cleanup.
-func PinDir(t testing.TB) string {
+func PinDir(t T) string {
 	t.Helper()
 	dir := "/sys/fs/bpf/socksplice-test-" + Suffix()
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -125,20 +138,17 @@ type Network struct {
 	PinDir   string
 	List     *libcni.NetworkConfigList
 	CNI      *libcni.CNIConfig
-	ipamDir  string
 	cacheDir string
 }
 
 // NewNetwork writes the conflist for a new network with its own bridge.
-func NewNetwork(t testing.TB, o NetOpts) *Network {
+func NewNetwork(t T, o NetOpts) *Network {
 	t.Helper()
 	sfx := Suffix()
-	n := &Network{Name: o.Name, Bridge: "ssbr" + sfx, PinDir: o.PinDir}
-	if n.Name == "" {
-		n.Name = "sstest-" + sfx
+	name := o.Name
+	if name == "" {
+		name = "sstest-" + sfx
 	}
-	n.ipamDir = t.TempDir()
-	n.cacheDir = t.TempDir()
 	plugin := map[string]any{"type": "socksplice", "pinDir": o.PinDir}
 	if !o.NoCgroups {
 		plugin["capabilities"] = map[string]bool{"cgroupPath": true}
@@ -148,14 +158,13 @@ func NewNetwork(t testing.TB, o NetOpts) *Network {
 	}
 	list := map[string]any{
 		"cniVersion": "1.1.0",
-		"name":       n.Name,
+		"name":       name,
 		"plugins": []any{
 			map[string]any{
-				"type": "bridge", "bridge": n.Bridge, "isGateway": false, "ipMasq": false,
+				"type": "bridge", "bridge": "ssbr" + sfx, "isGateway": false, "ipMasq": false,
 				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": o.Subnet}}},
-					"dataDir": n.ipamDir,
+					"type":   "host-local",
+					"ranges": [][]map[string]string{{{"subnet": o.Subnet}}},
 				},
 			},
 			plugin,
@@ -165,8 +174,41 @@ func NewNetwork(t testing.TB, o NetOpts) *Network {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.List, err = libcni.ConfListFromBytes(b)
+	return NetworkFromConfList(t, b)
+}
+
+// NetworkFromConfList uses a conflist [bridge + host-local + socksplice]
+// as given, except that host-local keeps its leases in a temporary
+// directory. The bridge is deleted at cleanup.
+func NetworkFromConfList(t T, conflist []byte) *Network {
+	t.Helper()
+	var list map[string]any
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		t.Fatalf("conflist: %v", err)
+	}
+	n := &Network{cacheDir: t.TempDir()}
+	n.Name, _ = list["name"].(string)
+	plugins, _ := list["plugins"].([]any)
+	for _, p := range plugins {
+		pm, _ := p.(map[string]any)
+		switch pm["type"] {
+		case "bridge":
+			n.Bridge, _ = pm["bridge"].(string)
+			if ipam, ok := pm["ipam"].(map[string]any); ok {
+				ipam["dataDir"] = t.TempDir()
+			}
+		case "socksplice":
+			n.PinDir, _ = pm["pinDir"].(string)
+		}
+	}
+	if n.Bridge == "" || n.PinDir == "" {
+		t.Fatalf("conflist %s: need a bridge plugin with a bridge name and a socksplice plugin with pinDir", n.Name)
+	}
+	b, err := json.Marshal(list)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if n.List, err = libcni.ConfListFromBytes(b); err != nil {
 		t.Fatalf("conflist: %v", err)
 	}
 	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, nil)
@@ -190,7 +232,7 @@ var cgBaseOnce sync.Once
 var cgBase, cgBaseRel string
 
 // NewContainer creates a netns (lo up) and a cgroup directory.
-func NewContainer(t testing.TB, name string) *Container {
+func NewContainer(t T, name string) *Container {
 	t.Helper()
 	root, err := cgroup.Root()
 	if err != nil {
@@ -258,16 +300,16 @@ func (n *Network) rt(c *Container, withCgroup bool) *libcni.RuntimeConf {
 
 // Add runs ADD of the network for c, passing c's cgroup as cgroupPath.
 // A successful ADD is undone at cleanup.
-func (n *Network) Add(t testing.TB, c *Container) (*current.Result, error) {
+func (n *Network) Add(t T, c *Container) (*current.Result, error) {
 	return n.add(t, c, true)
 }
 
 // AddNoCgroup runs ADD without cgroupPath (as podman does).
-func (n *Network) AddNoCgroup(t testing.TB, c *Container) (*current.Result, error) {
+func (n *Network) AddNoCgroup(t T, c *Container) (*current.Result, error) {
 	return n.add(t, c, false)
 }
 
-func (n *Network) add(t testing.TB, c *Container, withCgroup bool) (*current.Result, error) {
+func (n *Network) add(t T, c *Container, withCgroup bool) (*current.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -287,7 +329,7 @@ func (n *Network) add(t testing.TB, c *Container, withCgroup bool) (*current.Res
 }
 
 // MustAdd is Add that fails the test on error.
-func (n *Network) MustAdd(t testing.TB, c *Container) *current.Result {
+func (n *Network) MustAdd(t T, c *Container) *current.Result {
 	t.Helper()
 	r, err := n.Add(t, c)
 	if err != nil {
@@ -297,7 +339,7 @@ func (n *Network) MustAdd(t testing.TB, c *Container) *current.Result {
 }
 
 // Del runs DEL of the network for c.
-func (n *Network) Del(t testing.TB, c *Container) error {
+func (n *Network) Del(t T, c *Container) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	return n.CNI.DelNetworkList(ctx, n.List, n.rt(c, true))
@@ -332,7 +374,7 @@ func (c *Container) HostVeth(n *Network) string {
 }
 
 // VethBytes returns rx+tx bytes of a host interface.
-func VethBytes(t testing.TB, ifname string) uint64 {
+func VethBytes(t T, ifname string) uint64 {
 	t.Helper()
 	var sum uint64
 	for _, f := range []string{"rx_bytes", "tx_bytes"} {
@@ -350,7 +392,7 @@ func VethBytes(t testing.TB, ifname string) uint64 {
 }
 
 // Counters reads the node's BPF counters from pinDir.
-func Counters(t testing.TB, pinDir string) node.Counters {
+func Counters(t T, pinDir string) node.Counters {
 	t.Helper()
 	o, err := node.Open(pinDir)
 	if err != nil {

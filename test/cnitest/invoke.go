@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -16,7 +15,7 @@ import (
 // PluginConf returns the socksplice plugin's config as libcni would hand it
 // over for c: the list's cniVersion and name, prevResult from c's ADD and
 // the runtime's cgroupPath.
-func (n *Network) PluginConf(t testing.TB, c *Container) map[string]any {
+func (n *Network) PluginConf(t T, c *Container) map[string]any {
 	t.Helper()
 	var conf map[string]any
 	if err := json.Unmarshal(n.List.Plugins[len(n.List.Plugins)-1].Bytes, &conf); err != nil {
@@ -35,7 +34,7 @@ func (n *Network) PluginConf(t testing.TB, c *Container) map[string]any {
 }
 
 // Invoke runs the socksplice plugin binary directly with stdin for c.
-func Invoke(t testing.TB, command string, c *Container, stdin []byte) error {
+func Invoke(t T, command string, c *Container, stdin []byte) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -50,7 +49,7 @@ func Invoke(t testing.TB, command string, c *Container, stdin []byte) error {
 
 // CheckSocksplice runs CHECK of the socksplice plugin alone (the bridge
 // plugin's CHECK trips over its bridge MAC changing as ports are added).
-func (n *Network) CheckSocksplice(t testing.TB, c *Container) error {
+func (n *Network) CheckSocksplice(t T, c *Container) error {
 	t.Helper()
 	b, err := json.Marshal(n.PluginConf(t, c))
 	if err != nil {

@@ -19,8 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/socksplice/socksplice/pkg/engine"
 )
 
 const helperEnv = "SOCKSPLICE_TEST_HELPER"
@@ -35,6 +36,9 @@ type Xfer struct {
 	Bytes     int64         `json:"bytes"`
 	Seed      uint64        `json:"seed"`
 	Timeout   time.Duration `json:"timeout"`
+	// SpliceRead makes the helper read with splice(2) into a pipe, as Go's
+	// io.Copy between two TCP connections does.
+	SpliceRead bool `json:"spliceRead,omitempty"`
 }
 
 // XferResult is what a helper reports.
@@ -43,6 +47,7 @@ type XferResult struct {
 	RecvSHA   string `json:"recvSHA"`
 	RecvBytes int64  `json:"recvBytes"`
 	LoBytes   uint64 `json:"loBytes"` // lo rx bytes in the helper's netns after the run
+	ReadEnd   string `json:"readEnd"` // how reading stopped: EOF, an error, a timeout
 	Local     string `json:"local"`
 	Remote    string `json:"remote"`
 	Err       string `json:"err,omitempty"`
@@ -73,7 +78,7 @@ type Proc struct {
 }
 
 // Start runs a helper in c's netns and cgroup.
-func (c *Container) Start(t testing.TB, x Xfer) *Proc {
+func (c *Container) Start(t T, x Xfer) *Proc {
 	t.Helper()
 	if x.Timeout == 0 {
 		x.Timeout = 120 * time.Second
@@ -211,6 +216,12 @@ func runXfer(x Xfer) (r XferResult) {
 	rc := make(chan readRes, 1)
 	go func() {
 		h := sha256.New()
+		if x.SpliceRead {
+			n, end := engine.SpliceRead(h, conn)
+			r.ReadEnd = end
+			rc <- readRes{n, hex.EncodeToString(h.Sum(nil)), nil}
+			return
+		}
 		buf := make([]byte, 128<<10)
 		var n int64
 		for {
@@ -218,6 +229,7 @@ func runXfer(x Xfer) (r XferResult) {
 			h.Write(buf[:m])
 			n += int64(m)
 			if err == io.EOF {
+				r.ReadEnd = "EOF"
 				rc <- readRes{n, hex.EncodeToString(h.Sum(nil)), nil}
 				return
 			}
