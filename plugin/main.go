@@ -7,6 +7,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -34,6 +35,9 @@ var buildVersion = "dev"
 
 func main() {
 	engine.MaybeRunSelfTestChild()
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		os.Exit(printStatus(os.Args[2:]))
+	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    cmdAdd,
 		Del:    cmdDel,
@@ -244,4 +248,56 @@ func cmdStatus(args *skel.CmdArgs) error {
 		}
 	}
 	return nil
+}
+
+// printStatus serves operators ("socksplice status [pinDir]"): the node's
+// stamp, the cached auto verdict, enrolled attachments and counters, as JSON.
+func printStatus(args []string) int {
+	dir := conf.DefaultPinDir
+	if len(args) > 0 {
+		dir = args[0]
+	}
+	o, err := node.Open(dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: %s: %v\n", dir, err)
+		return 1
+	}
+	defer o.Close()
+	meta, err := o.ReadMeta()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: reading metadata: %v\n", err)
+		return 1
+	}
+	recs, err := o.Records()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: reading attachments: %v\n", err)
+		return 1
+	}
+	ctr, err := o.ReadCounters()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
+		return 1
+	}
+	type attachment struct {
+		Network, ContainerID, IfName string
+		NetnsCookie                  uint64
+	}
+	out := struct {
+		PinDir      string          `json:"pinDir"`
+		Meta        node.Meta       `json:"meta"`
+		Attachments []attachment    `json:"attachments"`
+		Counters    node.Counters   `json:"counters"`
+		Kernel      engine.Features `json:"kernel"`
+	}{PinDir: dir, Meta: meta, Counters: ctr, Kernel: engine.Probe(), Attachments: []attachment{}}
+	for k, r := range recs {
+		a := attachment{NetnsCookie: r.Netns}
+		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
+		out.Attachments = append(out.Attachments, a)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return 1
+	}
+	return 0
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -220,7 +221,12 @@ func install(dir string) (*Objects, error) {
 		if err != nil {
 			continue
 		}
-		if spec.Maps[name].Compatible(m) == nil {
+		want := spec.Maps[name].Copy()
+		if strings.HasPrefix(name, ".") {
+			// cilium/ebpf creates data sections (.bss) mmapable.
+			want.Flags |= unix.BPF_F_MMAPABLE
+		}
+		if want.Compatible(m) == nil {
 			replace[name] = m
 			continue
 		}

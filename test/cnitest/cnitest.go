@@ -126,6 +126,7 @@ func PinDir(t T) string {
 type NetOpts struct {
 	Name      string         // network name; random if empty
 	Subnet    string         // e.g. 10.123.0.0/24
+	Subnet6   string         // optional second range, e.g. fd00:123::/64
 	PinDir    string         // shared pinDir; required unless Plugin sets it
 	Plugin    map[string]any // socksplice plugin fields (mode, ports, ...)
 	NoCgroups bool           // do not declare the cgroupPath capability
@@ -149,6 +150,10 @@ func NewNetwork(t T, o NetOpts) *Network {
 	if name == "" {
 		name = "sstest-" + sfx
 	}
+	ranges := [][]map[string]string{{{"subnet": o.Subnet}}}
+	if o.Subnet6 != "" {
+		ranges = append(ranges, []map[string]string{{"subnet": o.Subnet6}})
+	}
 	plugin := map[string]any{"type": "socksplice", "pinDir": o.PinDir}
 	if !o.NoCgroups {
 		plugin["capabilities"] = map[string]bool{"cgroupPath": true}
@@ -164,7 +169,7 @@ func NewNetwork(t T, o NetOpts) *Network {
 				"type": "bridge", "bridge": "ssbr" + sfx, "isGateway": false, "ipMasq": false,
 				"ipam": map[string]any{
 					"type":   "host-local",
-					"ranges": [][]map[string]string{{{"subnet": o.Subnet}}},
+					"ranges": ranges,
 				},
 			},
 			plugin,
@@ -345,16 +350,29 @@ func (n *Network) Del(t T, c *Container) error {
 	return n.CNI.DelNetworkList(ctx, n.List, n.rt(c, true))
 }
 
-// IP returns c's address in network n.
+// IP returns c's first IPv4 address in network n (or its first address).
 func (c *Container) IP(n *Network) netip.Addr {
+	return c.addr(n, func(a netip.Addr) bool { return a.Is4() })
+}
+
+// IP6 returns c's first IPv6 address in network n.
+func (c *Container) IP6(n *Network) netip.Addr {
+	return c.addr(n, func(a netip.Addr) bool { return a.Is6() })
+}
+
+func (c *Container) addr(n *Network, want func(netip.Addr) bool) netip.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.results[n.Name]
-	if r == nil || len(r.IPs) == 0 {
+	if r == nil {
 		return netip.Addr{}
 	}
-	a, _ := netip.AddrFromSlice(r.IPs[0].Address.IP)
-	return a.Unmap()
+	for _, ip := range r.IPs {
+		if a, ok := netip.AddrFromSlice(ip.Address.IP); ok && want(a.Unmap()) {
+			return a.Unmap()
+		}
+	}
+	return netip.Addr{}
 }
 
 // HostVeth returns the host-side veth of c in network n.

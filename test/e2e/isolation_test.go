@@ -94,3 +94,49 @@ func TestTenantsWithIdenticalAddresses(t *testing.T) {
 		t.Errorf("redirected +%d bytes, want %d (both tenants, both directions)", b, 4*size)
 	}
 }
+
+// TestIPv6AndV4Mapped pairs an IPv6 flow, and an IPv4 client talking to a
+// server that listens on [::] (its socket sees a v4-mapped IPv6 peer).
+func TestIPv6AndV4Mapped(t *testing.T) {
+	cnitest.RequireRoot(t)
+	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.222.0.0/24", Subnet6: "fd00:5a:222::/64",
+		PinDir: cnitest.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
+	a, b := cnitest.NewContainer(t, "a"), cnitest.NewContainer(t, "b")
+	n.MustAdd(t, a)
+	n.MustAdd(t, b)
+	if !b.IP6(n).IsValid() {
+		t.Fatalf("no IPv6 address assigned")
+	}
+	for _, tc := range []struct {
+		name   string
+		listen string
+		dial   netip.AddrPort
+	}{
+		{"ipv6", "", netip.AddrPortFrom(b.IP6(n), 6101)},
+		{"v4-mapped", "[::]:6102", netip.AddrPortFrom(b.IP(n), 6102)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := cnitest.Counters(t, n.PinDir)
+			const size = 4 << 20
+			listen := tc.listen
+			if listen == "" {
+				listen = tc.dial.String()
+			}
+			sp := b.Start(t, cnitest.Xfer{Role: "server", Addr: listen, Bytes: size, Seed: 900})
+			cp := a.Start(t, cnitest.Xfer{Role: "client", Addr: tc.dial.String(), Bytes: size, Seed: 901})
+			s, serr := sp.Result()
+			c, cerr := cp.Result()
+			if serr != nil || cerr != nil {
+				t.Fatalf("server %v client %v", serr, cerr)
+			}
+			checkIntegrity(t, "client->server", c, s, size, 901)
+			checkIntegrity(t, "server->client", s, c, size, 900)
+			after := cnitest.Counters(t, n.PinDir)
+			t.Logf("%s: server %s <- %s; paired +%d, redirected +%d B", tc.name, s.Local, s.Remote,
+				after.Paired-before.Paired, after.RedirectBytes-before.RedirectBytes)
+			if after.Paired-before.Paired < 2 || after.RedirectBytes-before.RedirectBytes != 2*size {
+				t.Errorf("not paired: paired +%d, redirected +%d B", after.Paired-before.Paired, after.RedirectBytes-before.RedirectBytes)
+			}
+		})
+	}
+}

@@ -5,9 +5,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -217,7 +219,22 @@ func TestGCAndStatus(t *testing.T) {
 	if err := n.CNI.GetStatusNetworkList(ctx, n.List); err != nil {
 		t.Errorf("STATUS: %v", err)
 	}
-	err := n.CNI.GCNetworkList(ctx, n.List, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: a.ID, IfName: "eth0"}}})
+	// The operator's view: "socksplice status PINDIR".
+	out, err := exec.Command(filepath.Join(cnitest.BinDir(t), "socksplice"), "status", n.PinDir).Output()
+	if err != nil {
+		t.Fatalf("socksplice status: %v", err)
+	}
+	var st struct {
+		Meta        node.Meta `json:"meta"`
+		Attachments []struct{ ContainerID string }
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("status output: %v\n%s", err, out)
+	}
+	if len(st.Attachments) != 2 || st.Meta.Stamp != node.Stamp() {
+		t.Errorf("status shows %d attachments and stamp %q, want 2 and %q", len(st.Attachments), st.Meta.Stamp, node.Stamp())
+	}
+	err = n.CNI.GCNetworkList(ctx, n.List, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: a.ID, IfName: "eth0"}}})
 	if err != nil {
 		t.Fatalf("GC: %v", err)
 	}
