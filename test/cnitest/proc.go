@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -284,4 +285,21 @@ func loRxBytes() uint64 {
 		}
 	}
 	return 0
+}
+
+// Exchange runs server x in srv and client y in cli and waits for both.
+func Exchange(t T, srv, cli *Container, server, client Xfer) (s, c XferResult, err error) {
+	t.Helper()
+	sp := srv.Start(t, server)
+	cp := cli.Start(t, client)
+	var wg sync.WaitGroup
+	var serr, cerr error
+	wg.Add(2)
+	go func() { defer wg.Done(); s, serr = sp.Result() }()
+	go func() { defer wg.Done(); c, cerr = cp.Result() }()
+	wg.Wait()
+	if serr != nil || cerr != nil {
+		return s, c, fmt.Errorf("server: %v; client: %v", serr, cerr)
+	}
+	return s, c, nil
 }

@@ -93,16 +93,11 @@ func main() {
 }
 
 func exchange(r *runner, srv, cli *cnitest.Container, addr netip.AddrPort) (s, c cnitest.XferResult) {
-	sp := srv.Start(r, cnitest.Xfer{Role: "server", Addr: addr.String(), Bytes: payload, Seed: 1})
-	cp := cli.Start(r, cnitest.Xfer{Role: "client", Addr: addr.String(), Bytes: payload, Seed: 2})
-	var wg sync.WaitGroup
-	var serr, cerr error
-	wg.Add(2)
-	go func() { defer wg.Done(); s, serr = sp.Result() }()
-	go func() { defer wg.Done(); c, cerr = cp.Result() }()
-	wg.Wait()
-	if serr != nil || cerr != nil {
-		r.Fatalf("transfer: server %v, client %v", serr, cerr)
+	s, c, err := cnitest.Exchange(r, srv, cli,
+		cnitest.Xfer{Role: "server", Addr: addr.String(), Bytes: payload, Seed: 1},
+		cnitest.Xfer{Role: "client", Addr: addr.String(), Bytes: payload, Seed: 2})
+	if err != nil {
+		r.Fatalf("transfer: %v", err)
 	}
 	return s, c
 }

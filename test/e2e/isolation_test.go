@@ -122,12 +122,11 @@ func TestIPv6AndV4Mapped(t *testing.T) {
 			if listen == "" {
 				listen = tc.dial.String()
 			}
-			sp := b.Start(t, cnitest.Xfer{Role: "server", Addr: listen, Bytes: size, Seed: 900})
-			cp := a.Start(t, cnitest.Xfer{Role: "client", Addr: tc.dial.String(), Bytes: size, Seed: 901})
-			s, serr := sp.Result()
-			c, cerr := cp.Result()
-			if serr != nil || cerr != nil {
-				t.Fatalf("server %v client %v", serr, cerr)
+			s, c, err := cnitest.Exchange(t, b, a,
+				cnitest.Xfer{Role: "server", Addr: listen, Bytes: size, Seed: 900},
+				cnitest.Xfer{Role: "client", Addr: tc.dial.String(), Bytes: size, Seed: 901})
+			if err != nil {
+				t.Fatal(err)
 			}
 			checkIntegrity(t, "client->server", c, s, size, 901)
 			checkIntegrity(t, "server->client", s, c, size, 900)

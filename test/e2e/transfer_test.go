@@ -6,7 +6,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"sync"
 	"testing"
 
 	"github.com/socksplice/socksplice/test/cnitest"
@@ -18,16 +17,11 @@ const payload = 64 << 20
 // and fails the test unless each side received exactly what the other sent.
 func exchange(t *testing.T, srv, cli *cnitest.Container, addr netip.AddrPort, n int64, seed uint64, localPort int) (s, c cnitest.XferResult) {
 	t.Helper()
-	sp := srv.Start(t, cnitest.Xfer{Role: "server", Addr: addr.String(), Bytes: n, Seed: seed})
-	cp := cli.Start(t, cnitest.Xfer{Role: "client", Addr: addr.String(), Bytes: n, Seed: seed + 1, LocalPort: localPort})
-	var wg sync.WaitGroup
-	var serr, cerr error
-	wg.Add(2)
-	go func() { defer wg.Done(); s, serr = sp.Result() }()
-	go func() { defer wg.Done(); c, cerr = cp.Result() }()
-	wg.Wait()
-	if serr != nil || cerr != nil {
-		t.Fatalf("transfer failed: server: %v; client: %v", serr, cerr)
+	s, c, err := cnitest.Exchange(t, srv, cli,
+		cnitest.Xfer{Role: "server", Addr: addr.String(), Bytes: n, Seed: seed},
+		cnitest.Xfer{Role: "client", Addr: addr.String(), Bytes: n, Seed: seed + 1, LocalPort: localPort})
+	if err != nil {
+		t.Fatalf("transfer failed: %v", err)
 	}
 	checkIntegrity(t, fmt.Sprintf("%s->%s", cli.ID, srv.ID), c, s, n, seed+1)
 	checkIntegrity(t, fmt.Sprintf("%s->%s", srv.ID, cli.ID), s, c, n, seed)
