@@ -3,15 +3,16 @@
 #   make            build bin/socksplice (pure Go, no clang needed)
 #   make generate   regenerate the BPF objects from bpf/*.c (needs clang)
 #   make demo       run the example conflist end to end (root)
-#   make test       unit and integration tests (root; integration tests
-#                   create netns, bridges, cgroups and load BPF)
+#   make test       unit, integration and semantics tests (root; they create
+#                   netns, bridges, cgroups and load BPF)
+#   make semantics  print the socket-semantics matrix
 
 GO      ?= go
 BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build generate plugins demo test vet clean
+.PHONY: all build generate plugins demo test semantics vet clean
 
 all: build
 
@@ -36,8 +37,16 @@ demo: build
 vet:
 	$(GO) vet ./...
 
+# Packages run one at a time: the integration and semantics suites measure
+# timing-sensitive socket behaviour on a 2-core machine.
 test: vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -p 1 -timeout 30m ./...
+
+# The socket-semantics matrix (plain TCP vs each engine, two topologies),
+# written to results/semantics.{md,json}.
+semantics:
+	$(GO) test -count=1 -timeout 20m -run TestSemantics ./test/semantics/ | sed -n '/^Semantics matrix/,/^\(ok\|FAIL\|---\)/p'
+
 
 clean:
 	rm -rf $(BIN)

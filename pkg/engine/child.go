@@ -46,28 +46,135 @@ func runChild() (rep childReport) {
 	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "go\n" {
 		return fail(fmt.Errorf("parent did not say go: %q %v", line, err))
 	}
-
 	payload := make([]byte, selfTestPayload)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range payload {
-		payload[i] = byte(rng.Uint32())
-	}
-	rep.Payload = len(payload)
+	rand.NewChaCha8([32]byte{1}).Read(payload)
 
+	for _, check := range []func([]byte) (Check, error){checkRecv, checkSplice, checkOOB, checkBackpressure} {
+		c, err := check(payload)
+		if err != nil {
+			return fail(err)
+		}
+		rep.Checks = append(rep.Checks, c)
+	}
+	return rep
+}
+
+func checkRecv(payload []byte) (Check, error) {
 	lo0, _ := loBytes()
 	got, _, err := transfer(payload, readAll)
 	if err != nil {
-		return fail(err)
+		return Check{}, err
 	}
 	lo1, _ := loBytes()
-	rep.RecvRead, rep.RecvIntact, rep.RecvLoBytes = len(got), bytes.Equal(got, payload), lo1-lo0
+	intact := bytes.Equal(got, payload)
+	// A paired connection leaves lo with the handshake and teardown only.
+	paired := lo1-lo0 < uint64(len(payload))/4
+	return Check{Name: CheckRecv, OK: intact && paired,
+		Detail: fmt.Sprintf("read %d of %d bytes intact=%v; lo carried %d bytes (paired=%v)", len(got), len(payload), intact, lo1-lo0, paired)}, nil
+}
 
+func checkSplice(payload []byte) (Check, error) {
 	got, end, err := transfer(payload, spliceAll)
 	if err != nil {
-		return fail(err)
+		return Check{}, err
 	}
-	rep.SpliceRead, rep.SpliceIntact, rep.SpliceEnd = len(got), bytes.Equal(got, payload), end
-	return rep
+	ok := bytes.Equal(got, payload)
+	return Check{Name: CheckSpliceRead, OK: ok,
+		Detail: fmt.Sprintf("read %d of %d bytes, then %s (Go's io.Copy between TCP connections reads this way)", len(got), len(payload), end)}, nil
+}
+
+// pairConn returns a connected loopback pair (client, server).
+func pairConn() (*net.TCPConn, *net.TCPConn, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c.(*net.TCPConn), s.(*net.TCPConn), nil
+}
+
+func checkOOB([]byte) (Check, error) {
+	c, s, err := pairConn()
+	if err != nil {
+		return Check{}, err
+	}
+	defer c.Close()
+	defer s.Close()
+	cr, _ := c.SyscallConn()
+	sr, _ := s.SyscallConn()
+	var serr error
+	cr.Write(func(fd uintptr) bool {
+		if _, serr = unix.Write(int(fd), []byte("ab")); serr == nil {
+			if serr = unix.Sendto(int(fd), []byte("!"), unix.MSG_OOB, nil); serr == nil {
+				_, serr = unix.Write(int(fd), []byte("cd"))
+			}
+		}
+		return true
+	})
+	if serr != nil {
+		return Check{Name: CheckOOB, Detail: "send: " + serr.Error()}, nil
+	}
+	c.CloseWrite()
+	time.Sleep(50 * time.Millisecond)
+	urgent := make([]byte, 8)
+	var n int
+	var rerr error
+	sr.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), urgent, unix.MSG_OOB|unix.MSG_DONTWAIT)
+		return true
+	})
+	s.SetReadDeadline(time.Now().Add(2 * time.Second))
+	rest, _ := io.ReadAll(s)
+	got := "error " + fmt.Sprint(rerr)
+	if rerr == nil {
+		got = fmt.Sprintf("%q", urgent[:n])
+	}
+	ok := rerr == nil && string(urgent[:n]) == "!" && string(rest) == "abcd"
+	return Check{Name: CheckOOB, OK: ok, Detail: fmt.Sprintf("recv(MSG_OOB) got %s, in band %q (want \"!\" and \"abcd\")", got, rest)}, nil
+}
+
+// checkBackpressure: a nonblocking writer to a peer that does not read must
+// see EAGAIN before it has queued backpressureLimit bytes in the kernel.
+func checkBackpressure([]byte) (Check, error) {
+	const limit = 64 << 20
+	c, s, err := pairConn()
+	if err != nil {
+		return Check{}, err
+	}
+	defer c.Close()
+	defer s.Close()
+	cr, _ := c.SyscallConn()
+	buf := make([]byte, 64<<10)
+	total := 0
+	var werr error
+	cr.Write(func(fd uintptr) bool {
+		for total < limit {
+			n, err := unix.Write(int(fd), buf)
+			if err != nil {
+				werr = err
+				return true
+			}
+			total += n
+		}
+		return true
+	})
+	if werr == unix.EAGAIN {
+		return Check{Name: CheckBackpressure, OK: true, Detail: fmt.Sprintf("EAGAIN after %d bytes", total)}, nil
+	}
+	detail := fmt.Sprintf("writer queued %d bytes without EAGAIN", total)
+	if werr != nil {
+		detail = fmt.Sprintf("write failed after %d bytes: %v", total, werr)
+	}
+	return Check{Name: CheckBackpressure, Detail: detail}, nil
 }
 
 type reader func(c *net.TCPConn) ([]byte, string)

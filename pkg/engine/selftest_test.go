@@ -47,12 +47,14 @@ func TestSelfTestRunsAndCaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("auto on %s -> %s: %s | %s", f.Kernel, d.Engine, d.Reason, strings.Join(d.Detail, " | "))
-	if d.Cached || len(d.Detail) != 2 {
-		t.Fatalf("first decision should come from a fresh self-test with two measurements: %+v", d)
+	if d.Cached || len(d.Detail) != 4 {
+		t.Fatalf("first decision should come from a fresh self-test with four checks: %+v", d)
 	}
-	recvOK := strings.Contains(d.Detail[0], "intact=true")
-	spliceOK := strings.Contains(d.Detail[1], "intact=true")
-	if (d.Engine == Sockmap) != (recvOK && spliceOK) {
+	allOK := true
+	for _, l := range d.Detail {
+		allOK = allOK && strings.Contains(l, "ok=true")
+	}
+	if (d.Engine == Sockmap) != allOK {
 		t.Errorf("verdict %s disagrees with the measurements %v", d.Engine, d.Detail)
 	}
 	d2, err := Decide(Auto, f, o, exe)

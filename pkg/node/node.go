@@ -33,7 +33,7 @@ const (
 	LinksDir      = "links"      // node-level links
 	ContainersDir = "containers" // one link pin per enrolled container attachment
 
-	metaValueSize = 1024
+	metaValueSize = 4096
 )
 
 // ErrNotLoaded is returned by Open when nothing is pinned under the directory.

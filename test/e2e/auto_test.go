@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
@@ -80,7 +81,7 @@ func TestAutoNeverLosesData(t *testing.T) {
 	s, cerr = spliceRun(t, d, c, netip.AddrPortFrom(d.IP(forced), 6002), size, 700)
 	intact := cerr == nil && s.RecvBytes == size && s.RecvSHA == cnitest.PayloadSHA(701, size)
 	t.Logf("mode sockmap with a splice(2) reader: received %d of %d bytes, read ended by %s, client error %v", s.RecvBytes, size, s.ReadEnd, cerr)
-	spliceOK := !strings.Contains(st.Reason, "splice(2)")
+	spliceOK := !strings.Contains(st.Reason, engine.CheckSpliceRead)
 	if intact != spliceOK {
 		t.Errorf("self-test said splice(2) readers are safe=%v, but the bridge topology shows intact=%v", spliceOK, intact)
 	}
