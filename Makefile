@@ -45,7 +45,11 @@ test: vet
 # The socket-semantics matrix (plain TCP vs each engine, two topologies),
 # written to results/semantics.{md,json}.
 semantics:
-	$(GO) test -count=1 -timeout 20m -run TestSemantics ./test/semantics/ | sed -n '/^Semantics matrix/,/^\(ok\|FAIL\|---\)/p'
+	@mkdir -p results
+	@$(GO) test -count=1 -v -timeout 20m -run TestSemantics ./test/semantics/ > results/semantics.log 2>&1; \
+		status=$$?; \
+		grep -E 'NEW GAP|STALE GAP|fails on plain TCP|auto on this node' results/semantics.log; \
+		cat results/semantics.md; tail -1 results/semantics.log; exit $$status
 
 
 clean:
