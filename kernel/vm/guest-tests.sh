@@ -1,0 +1,34 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs inside the guest: load the test module, run each test binary from
+# its package directory, fail on a failing package or on a WARN/BUG/KASAN
+# line in the kernel log.
+bin=$1
+shift
+repo=$(pwd)
+export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
+mkdir -p "$SOCKSPLICE_RESULTS"
+status=0
+if ! insmod "$bin/testmod/socksplice_testmod.ko"; then
+	echo "FAIL: insmod socksplice_testmod.ko"
+	status=1
+fi
+for p in "$@"; do
+	t=$bin/$(echo "$p" | tr / _).test
+	start=$(date +%s)
+	if (cd "$repo/$p" && "$t" -test.count=1 -test.timeout=40m >"$OUT/$(echo "$p" | tr / _).log" 2>&1); then
+		echo "ok  	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
+	else
+		echo "--- vm: $p failed; its log:"
+		tail -60 "$OUT/$(echo "$p" | tr / _).log"
+		echo "FAIL	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
+		status=1
+	fi
+	cp "$OUT/$(echo "$p" | tr / _).log" "$SOCKSPLICE_RESULTS/vm-$(echo "$p" | tr / _).log" 2>/dev/null
+done
+if dmesg | grep -E 'WARNING:|BUG:|KASAN|Oops|general protection|refcount_t:|lockdep' >/dev/null; then
+	echo "FAIL: the guest kernel log has warnings:"
+	dmesg | grep -E -B2 -A20 'WARNING:|BUG:|KASAN|Oops|general protection|refcount_t:|lockdep' | head -80
+	status=1
+fi
+exit $status

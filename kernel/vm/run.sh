@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot the test kernel under QEMU (TCG) with the host's root filesystem as
+# the guest's root (9p, read-only), run one shell script in the guest as
+# root, stream its output, and exit with its status.
+#
+#   kernel/vm/run.sh [-t SECONDS] [-k KERNEL_DIR] SCRIPT [ARGS...]
+#
+# The guest gets: /proc, /sys, /dev, tmpfs /tmp and /run, cgroup2 at
+# /sys/fs/cgroup, bpffs at /sys/fs/bpf, and $OUT (a writable share, also
+# mounted at the same path as on the host) for results. KVM is not used: on
+# this workplace /dev/kvm hangs ordinary guests; set VM_ACCEL=kvm elsewhere.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+timeout=1800
+kdir=
+while getopts t:k: o; do
+	case $o in
+	t) timeout=$OPTARG ;;
+	k) kdir=$OPTARG ;;
+	*) exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { echo "usage: $0 [-t SECONDS] [-k KERNEL_DIR] SCRIPT [ARGS...]" >&2; exit 2; }
+script=$(realpath "$1")
+shift
+[ -n "$kdir" ] || kdir=$("$here/../build.sh")
+
+out=$(mktemp -d /tmp/socksplice-vm.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+{
+	printf 'export OUT=%q\n' "$out"
+	printf 'cd %q\n' "$PWD"
+	printf 'exec sh %q' "$script"
+	for a in "$@"; do printf ' %q' "$a"; done
+	printf '\n'
+} >"$out/cmd.sh"
+
+accel=tcg
+[ "${VM_ACCEL:-}" = kvm ] && accel=kvm
+# Without ACPI the guest sees one CPU per socket.
+set +e
+timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
+	-machine pc,accel=$accel -cpu max -m 4G -smp 2,sockets=2,cores=1,threads=1 \
+	-nographic -no-reboot -serial mon:stdio -display none \
+	-kernel "$kdir/bzImage" \
+	-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out" \
+	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
+	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
+	-fsdev local,id=out,path="$out",security_model=none,multidevs=remap \
+	-device virtio-9p-pci,fsdev=out,mount_tag=out </dev/null
+qemu=$?
+set -e
+if [ ! -f "$out/rc" ]; then
+	echo "vm: the guest did not finish (qemu exit $qemu; timeout ${timeout}s)" >&2
+	exit 1
+fi
+rc=$(cat "$out/rc")
+if [ -d "$out/results" ]; then
+	mkdir -p results
+	cp -r "$out/results/." results/
+fi
+echo "vm: guest exit status $rc" >&2
+exit "$rc"
