@@ -6,13 +6,15 @@
 #   make test       unit, integration and semantics tests (root; they create
 #                   netns, bridges, cgroups and load BPF)
 #   make semantics  print the socket-semantics matrix
+#   make vm-test    the suites inside the test kernel under QEMU (DEBUG=1:
+#                   lockdep/KASAN variant; PKGS="test/e2e" for a subset)
 
 GO      ?= go
 BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build generate plugins demo test semantics vet clean
+.PHONY: all build generate plugins demo test semantics vet kernel vm-test clean
 
 all: build
 
@@ -51,6 +53,15 @@ semantics:
 		grep -E 'NEW GAP|STALE GAP|fails on plain TCP|auto on this node' results/semantics.log; \
 		cat results/semantics.md; tail -1 results/semantics.log; exit $$status
 
+
+# The test kernel (Debian linux-source-6.12 + kernel/patches), cached by
+# hash under ~/.cache/socksplice; DEBUG=1 adds lockdep, KASAN, DEBUG_NET.
+kernel:
+	DEBUG=$(DEBUG) kernel/build.sh
+
+# The suites inside a QEMU (TCG) guest running the test kernel.
+vm-test:
+	DEBUG=$(DEBUG) kernel/vm/test.sh $(PKGS)
 
 clean:
 	rm -rf $(BIN)

@@ -9,14 +9,14 @@ repo=$(pwd)
 export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
 mkdir -p "$SOCKSPLICE_RESULTS"
 status=0
-if ! insmod "$bin/testmod/socksplice_testmod.ko"; then
+if ! /bin/busybox insmod "$bin/testmod/socksplice_testmod.ko"; then
 	echo "FAIL: insmod socksplice_testmod.ko"
 	status=1
 fi
 for p in "$@"; do
 	t=$bin/$(echo "$p" | tr / _).test
 	start=$(date +%s)
-	if (cd "$repo/$p" && "$t" -test.count=1 -test.timeout=40m >"$OUT/$(echo "$p" | tr / _).log" 2>&1); then
+	if (cd "$repo/$p" && "$t" -test.v -test.count=1 -test.timeout=40m >"$OUT/$(echo "$p" | tr / _).log" 2>&1); then
 		echo "ok  	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
 	else
 		echo "--- vm: $p failed; its log:"

@@ -29,10 +29,11 @@ shift
 
 out=$(mktemp -d /tmp/socksplice-vm.XXXXXX)
 trap 'rm -rf "$out"' EXIT
+cp "$script" "$out/script.sh" # the guest's /tmp is its own tmpfs
 {
 	printf 'export OUT=%q\n' "$out"
 	printf 'cd %q\n' "$PWD"
-	printf 'exec sh %q' "$script"
+	printf 'exec sh %q' "$out/script.sh"
 	for a in "$@"; do printf ' %q' "$a"; done
 	printf '\n'
 } >"$out/cmd.sh"
