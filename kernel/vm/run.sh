@@ -7,8 +7,10 @@
 #   kernel/vm/run.sh [-t SECONDS] [-k KERNEL_DIR] SCRIPT [ARGS...]
 #
 # The guest gets: /proc, /sys, /dev, tmpfs /tmp and /run, cgroup2 at
-# /sys/fs/cgroup, bpffs at /sys/fs/bpf, and $OUT (a writable share, also
-# mounted at the same path as on the host) for results. KVM is not used: on
+# /sys/fs/cgroup, bpffs at /sys/fs/bpf, the current directory (read-only,
+# at its host path: it may live under the host's /tmp, which the guest's
+# tmpfs hides) and $OUT (a writable share, also at its host path) for
+# results. KVM is not used: on
 # this workplace /dev/kvm hangs ordinary guests; set VM_ACCEL=kvm elsewhere.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,9 +48,11 @@ timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
 	-machine pc,accel=$accel -cpu max -m 4G -smp 2,sockets=2,cores=1,threads=1 \
 	-nographic -no-reboot -serial mon:stdio -display none \
 	-kernel "$kdir/bzImage" \
-	-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out" \
+	-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out socksplice.work=$PWD" \
 	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
 	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
+	-fsdev local,id=work,path="$PWD",security_model=none,readonly=on,multidevs=remap \
+	-device virtio-9p-pci,fsdev=work,mount_tag=work \
 	-fsdev local,id=out,path="$out",security_model=none,multidevs=remap \
 	-device virtio-9p-pci,fsdev=out,mount_tag=out </dev/null
 qemu=$?
