@@ -143,7 +143,7 @@ func checkOOB([]byte) (Check, error) {
 }
 
 // checkBackpressure: a nonblocking writer to a peer that does not read must
-// see EAGAIN before it has queued backpressureLimit bytes in the kernel.
+// see EAGAIN before it has queued 64 MiB in the kernel.
 func checkBackpressure([]byte) (Check, error) {
 	const limit = 64 << 20
 	c, s, err := pairConn()
