@@ -21,7 +21,7 @@ mount --bind /tmp/out "$out" 2>/dev/null || mount -t 9p -o trans=virtio,version=
 # The working directory (the repository) at its host path, read-only.
 work=$(sed -n 's/.*socksplice\.work=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p "$work" 2>/dev/null
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro work "$work"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose,ro work "$work"
 ip link set lo up
 echo "guest: $(uname -r), $(nproc) CPUs, $(sed -n 's/MemTotal: *//p' /proc/meminfo)"
 sh /tmp/out/cmd.sh </dev/null
