@@ -182,19 +182,14 @@ type reader func(c *net.TCPConn) ([]byte, string)
 // transfer sends payload over a fresh loopback connection with varied
 // write sizes and returns what the server-side reader got.
 func transfer(payload []byte, read reader) ([]byte, string, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	c, s, err := pairConn()
 	if err != nil {
 		return nil, "", err
 	}
-	defer ln.Close()
+	defer s.Close()
 	errc := make(chan error, 1)
 	go func() {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer c.Close()
+		defer c.Close() // EOF for the reader once everything is written
 		rng := rand.New(rand.NewPCG(3, 4))
 		for off := 0; off < len(payload); {
 			n := min(1+rng.IntN(64<<10), len(payload)-off)
@@ -206,13 +201,8 @@ func transfer(payload []byte, read reader) ([]byte, string, error) {
 		}
 		errc <- nil
 	}()
-	c, err := ln.Accept()
-	if err != nil {
-		return nil, "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	got, end := read(c.(*net.TCPConn))
+	s.SetDeadline(time.Now().Add(3 * time.Second))
+	got, end := read(s)
 	if err := <-errc; err != nil {
 		return nil, "", fmt.Errorf("writer: %w", err)
 	}
