@@ -8,13 +8,18 @@
 #   make semantics  print the socket-semantics matrix
 #   make vm-test    the suites inside the test kernel under QEMU (DEBUG=1:
 #                   lockdep/KASAN variant; PKGS="test/e2e" for a subset)
+#   make bench      every path side by side: results/bench/bench.{json,md}
+#                   and PNG charts (root; about 6 min)
+#   make bench-quick  a short subset (CI smoke: fails only if a path
+#                   cannot run at all)
+#   make vm-bench   the benchmark inside the test kernel under QEMU
 
 GO      ?= go
 BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build generate plugins demo test semantics vet kernel vm-test clean
+.PHONY: all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench clean
 
 all: build
 
@@ -62,6 +67,18 @@ kernel:
 # The suites inside a QEMU (TCG) guest running the test kernel.
 vm-test:
 	DEBUG=$(DEBUG) kernel/vm/test.sh $(PKGS)
+
+# The benchmark (test/bench): BENCH_ARGS passes flags, e.g. "-runs 9".
+bench: build
+	$(GO) build -o $(BIN)/socksplice-bench ./test/bench
+	$(BIN)/socksplice-bench $(BENCH_ARGS)
+
+bench-quick: build
+	$(GO) build -o $(BIN)/socksplice-bench ./test/bench
+	$(BIN)/socksplice-bench -quick $(BENCH_ARGS)
+
+vm-bench:
+	kernel/vm/bench.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

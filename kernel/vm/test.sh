@@ -26,11 +26,7 @@ pkgs=("$@")
 for p in "${pkgs[@]}"; do
 	CGO_ENABLED=0 go test -c -tags vmtest -o "$bin/$(echo "$p" | tr / _).test" "./$p"
 done
-CGO_ENABLED=0 go build -o "$bin/cni/" ./plugin \
-	github.com/containernetworking/plugins/plugins/main/bridge \
-	github.com/containernetworking/plugins/plugins/ipam/host-local \
-	github.com/containernetworking/plugins/plugins/main/loopback
-mv "$bin/cni/plugin" "$bin/cni/socksplice"
+"$here/plugins.sh" "$bin/cni"
 
 start=$(date +%s)
 set +e

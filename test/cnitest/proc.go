@@ -85,29 +85,16 @@ func (c *Container) Start(t T, x Xfer) *Proc {
 		x.Timeout = 120 * time.Second
 	}
 	spec, _ := json.Marshal(x)
-	cg, err := os.Open(c.Cgroup)
+	var stdout io.ReadCloser
+	p, err := c.Exec(t, []string{os.Args[0], "-test.run=^$"}, func(cmd *exec.Cmd) (err error) {
+		cmd.Env = append(os.Environ(), helperEnv+"="+string(spec))
+		stdout, err = cmd.StdoutPipe()
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer cg.Close()
-	p := &Proc{done: make(chan struct{})}
-	p.cmd = exec.Command("ip", "netns", "exec", c.NetnsName, os.Args[0], "-test.run=^$")
-	p.cmd.Env = append(os.Environ(), helperEnv+"="+string(spec))
-	// Born in the container's cgroup, so the sock_ops program attached
-	// there sees its sockets.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd()), Pdeathsig: syscall.SIGKILL}
-	p.cmd.Stderr = &p.stderr
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.out = bufio.NewReader(stdout)
-	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting helper: %v", err)
 	}
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
+	p.out = bufio.NewReader(stdout)
 	if x.Role == "server" {
 		line, err := p.out.ReadString('\n')
 		if strings.TrimSpace(line) != "listening" {
@@ -118,13 +105,54 @@ func (c *Container) Start(t T, x Xfer) *Proc {
 	return p
 }
 
+// Exec starts argv in c's netns and cgroup (born there, so the sock_ops
+// program attached to the cgroup sees its sockets). setup may set the
+// environment and stdout before the start; stderr is kept for Stderr. The
+// process is killed, by PID, at cleanup if it still runs.
+func (c *Container) Exec(t T, argv []string, setup func(*exec.Cmd) error) (*Proc, error) {
+	t.Helper()
+	cg, err := os.Open(c.Cgroup)
+	if err != nil {
+		return nil, err
+	}
+	defer cg.Close()
+	p := &Proc{done: make(chan struct{})}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", c.NetnsName}, argv...)...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd()), Pdeathsig: syscall.SIGKILL}
+	p.cmd.Stderr = &p.stderr
+	if setup != nil {
+		if err := setup(p.cmd); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p, nil
+}
+
+// Wait waits for a process started with Exec.
+func (p *Proc) Wait() error {
+	err := p.cmd.Wait()
+	close(p.done)
+	return err
+}
+
+// Stderr is what the process wrote to stderr so far.
+func (p *Proc) Stderr() string { return p.stderr.String() }
+
+// PID is the process ID (of "ip netns exec", which execs the command).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
 // Result waits for the helper and returns its report.
 func (p *Proc) Result() (XferResult, error) {
 	var r XferResult
 	dec := json.NewDecoder(p.out)
 	derr := dec.Decode(&r)
-	werr := p.cmd.Wait()
-	close(p.done)
+	werr := p.Wait()
 	if derr != nil {
 		return r, fmt.Errorf("helper report: %v (exit: %v) %s", derr, werr, p.stderr.String())
 	}

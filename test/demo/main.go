@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/socksplice/socksplice/pkg/engine"
@@ -30,9 +29,9 @@ const payload = 64 << 20
 
 func main() {
 	cnitest.HelperMain()
-	r := &runner{}
+	r := &cnitest.Runner{Name: "demo"}
 	r.Cleanup(cnitest.RemoveBinDir)
-	defer r.runCleanups()
+	defer r.RunCleanups()
 	if os.Geteuid() != 0 {
 		r.Fatal("the demo needs root: it creates network namespaces, cgroups and loads BPF")
 	}
@@ -92,7 +91,7 @@ func main() {
 	fmt.Println("\ncleaning up: DEL both containers, delete netns, cgroups, bridge and pins")
 }
 
-func exchange(r *runner, srv, cli *cnitest.Container, addr netip.AddrPort) (s, c cnitest.XferResult) {
+func exchange(r *cnitest.Runner, srv, cli *cnitest.Container, addr netip.AddrPort) (s, c cnitest.XferResult) {
 	s, c, err := cnitest.Exchange(r, srv, cli,
 		cnitest.Xfer{Role: "server", Addr: addr.String(), Bytes: payload, Seed: 1},
 		cnitest.Xfer{Role: "client", Addr: addr.String(), Bytes: payload, Seed: 2})
@@ -100,45 +99,4 @@ func exchange(r *runner, srv, cli *cnitest.Container, addr netip.AddrPort) (s, c
 		r.Fatalf("transfer: %v", err)
 	}
 	return s, c
-}
-
-// runner gives the harness what it needs from a test outside "go test":
-// failures print and unwind every cleanup before exiting.
-type runner struct {
-	mu       sync.Mutex
-	cleanups []func()
-}
-
-func (r *runner) Helper()                   {}
-func (r *runner) Logf(f string, a ...any)   { fmt.Printf(f+"\n", a...) }
-func (r *runner) Errorf(f string, a ...any) { r.Fatalf(f, a...) }
-func (r *runner) Fatal(a ...any)            { r.exit(fmt.Sprint(a...)) }
-func (r *runner) Fatalf(f string, a ...any) { r.exit(fmt.Sprintf(f, a...)) }
-func (r *runner) Skip(a ...any)             { r.exit("cannot run: " + fmt.Sprint(a...)) }
-func (r *runner) Skipf(f string, a ...any)  { r.exit("cannot run: " + fmt.Sprintf(f, a...)) }
-func (r *runner) Cleanup(f func())          { r.mu.Lock(); r.cleanups = append(r.cleanups, f); r.mu.Unlock() }
-
-func (r *runner) TempDir() string {
-	d, err := os.MkdirTemp("", "socksplice-demo-")
-	if err != nil {
-		r.Fatal(err)
-	}
-	r.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-func (r *runner) exit(msg string) {
-	fmt.Fprintln(os.Stderr, "demo failed:", msg)
-	r.runCleanups()
-	os.Exit(1)
-}
-
-func (r *runner) runCleanups() {
-	r.mu.Lock()
-	cs := r.cleanups
-	r.cleanups = nil
-	r.mu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
-	}
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# make vm-bench: the benchmark tool inside the test kernel under QEMU, so
+# that the paths only the test kernel has (SMC-D loopback, the splice
+# engine) get their columns. Results land in results/bench-vm/.
+#
+#   kernel/vm/bench.sh [BENCH FLAGS...]   (default: -runs 3 -enroll 20)
+#
+# Under TCG every instruction is emulated: absolute figures mean nothing
+# and even ratios are indicative only.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+say() { printf 'vm-bench: %s\n' "$*" >&2; }
+
+kdir=$("$repo/kernel/build.sh")
+bin=$repo/bin/vm-bench
+rm -rf "$bin"
+mkdir -p "$bin/cni"
+say "building the benchmark and the plugins"
+CGO_ENABLED=0 go build -o "$bin/socksplice-bench" ./test/bench
+"$here/plugins.sh" "$bin/cni"
+
+args=("$@")
+[ ${#args[@]} -gt 0 ] || args=(-runs 3 -enroll 20)
+start=$(date +%s)
+set +e
+"$here/run.sh" -t "${VM_TIMEOUT:-3600}" -k "$kdir" "$here/guest-bench.sh" "$bin" "${args[@]}"
+rc=$?
+set -e
+say "guest run took $(( $(date +%s) - start )) s, status $rc; results in results/bench-vm/"
+exit $rc

@@ -1,0 +1,9 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs inside the guest: the benchmark with the plugins built for it,
+# writing into the results share.
+bin=$1
+shift
+export SOCKSPLICE_CNI_BIN=$bin/cni
+exec "$bin/socksplice-bench" -out "$OUT/results/bench-vm" \
+	-virt "QEMU TCG guest (emulated CPUs) on the host below, test kernel" "$@"

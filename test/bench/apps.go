@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/socksplice/socksplice/test/cnitest"
+)
+
+const (
+	redisPort    = 6379
+	sockperfPort = 11111 // sockperf's own default
+	// readyWait bounds how long a freshly started server may take to
+	// accept connections.
+	readyWait = 5 * time.Second
+)
+
+// pinned prefixes argv with taskset so that the process and its threads
+// stay on one CPU; a negative cpu leaves it unpinned.
+func pinned(cpu int, argv ...string) []string {
+	if cpu < 0 {
+		return argv
+	}
+	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
+}
+
+// server is a long-running process in a container, reaped by a goroutine
+// so that stop can kill it and wait without racing a second Wait.
+type server struct {
+	p    *cnitest.Proc
+	out  *bytes.Buffer
+	done chan struct{}
+}
+
+func startServer(t cnitest.T, c *cnitest.Container, argv []string) (*server, error) {
+	s := &server{out: new(bytes.Buffer), done: make(chan struct{})}
+	p, err := c.Exec(t, argv, func(cmd *exec.Cmd) error {
+		cmd.Stdout = s.out
+		// A grandchild holding stdout open must not block the reap.
+		cmd.WaitDelay = 2 * time.Second
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.p = p
+	go func() { p.Wait(); close(s.done) }()
+	return s, nil
+}
+
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop kills the server by PID and waits for it; its output is only read
+// afterwards, when nothing writes to it any more.
+func (s *server) stop() string {
+	s.p.Kill()
+	<-s.done
+	return lastLines(s.out.String()+s.p.Stderr(), 5)
+}
+
+// runIn runs argv in c to completion and returns its stdout; a process
+// still running after timeout is killed (redis-benchmark, for one, spins
+// forever when its server has gone).
+func runIn(t cnitest.T, c *cnitest.Container, argv []string, timeout time.Duration) (string, error) {
+	var out bytes.Buffer
+	p, err := c.Exec(t, argv, func(cmd *exec.Cmd) error {
+		cmd.Stdout = &out
+		cmd.WaitDelay = 2 * time.Second
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+	case <-timer.C:
+		p.Kill()
+		<-done
+		err = fmt.Errorf("timed out after %v", timeout)
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("%s: %v: %s", argv[0], err, lastLines(out.String()+p.Stderr(), 5))
+	}
+	return out.String(), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// missing names the first tool not on PATH, with the package to install.
+func missing(pkgs string, tools ...string) string {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if tool == "taskset" {
+				pkgs = "util-linux"
+			}
+			return tool + " not installed (apt-get install " + pkgs + ")"
+		}
+	}
+	return ""
+}
+
+// runRedis measures redis-benchmark GET against a redis-server in srv,
+// started afresh for this call: runs measured runs of requests GETs over
+// clients connections, one request in flight per connection.
+func runRedis(t cnitest.T, srv, cli *cnitest.Container, addr netip.Addr, path, topology string, clients, requests, runs int, srvCPU, cliCPU int) AppPoint {
+	ap := AppPoint{App: "redis GET", Topology: topology, Path: path, Clients: clients, Requests: requests}
+	if msg := missing("redis-server redis-tools", "redis-server", "redis-benchmark", "redis-cli", "taskset"); msg != "" {
+		ap.Err = msg
+		return ap
+	}
+	host, port := addr.String(), strconv.Itoa(redisPort)
+	// No persistence: a snapshot or AOF fsync in the middle of a run
+	// would be disk time, not network time.
+	s, err := startServer(t, srv, pinned(srvCPU, "redis-server", "--port", port, "--bind", host,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"))
+	if err != nil {
+		ap.Err = "starting redis-server: " + err.Error()
+		return ap
+	}
+	fail := func(format string, a ...any) AppPoint {
+		out := s.stop()
+		ap.Err = fmt.Sprintf(format, a...)
+		if out != "" {
+			ap.Err += " (server: " + out + ")"
+		}
+		return ap
+	}
+
+	// The host's namespace cannot reach container addresses, so readiness
+	// is probed from the client container.
+	for deadline := time.Now().Add(readyWait); ; {
+		out, err := runIn(t, cli, []string{"redis-cli", "-h", host, "-p", port, "ping"}, 2*time.Second)
+		if err == nil && strings.TrimSpace(out) == "PONG" {
+			break
+		}
+		if s.exited() {
+			return fail("redis-server exited")
+		}
+		if time.Now().After(deadline) {
+			return fail("redis-server at %s:%s not ready after %v: %v %s", host, port, readyWait, err, strings.TrimSpace(out))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The key redis-benchmark GETs (it substitutes __rand_int__ only with
+	// -r), holding the 3 bytes its SET test would have written, so that
+	// every GET returns a value rather than a nil.
+	if out, err := runIn(t, cli, []string{"redis-cli", "-h", host, "-p", port, "set", "key:__rand_int__", "xxx"}, 5*time.Second); err != nil || strings.TrimSpace(out) != "OK" {
+		return fail("redis-cli set: %v %s", err, strings.TrimSpace(out))
+	}
+
+	bench := func(n int) (redisResult, error) {
+		// -P 1: no pipelining, so each connection has one request in
+		// flight, like the tool's request/response loop.
+		argv := pinned(cliCPU, "redis-benchmark", "-h", host, "-p", port, "-t", "get",
+			"-n", strconv.Itoa(n), "-c", strconv.Itoa(clients), "-P", "1", "--csv", "-q")
+		// Generous: the timeout only catches a hang, never a slow machine.
+		out, err := runIn(t, cli, argv, 30*time.Second+time.Duration(n)*time.Millisecond)
+		if err != nil {
+			return redisResult{}, err
+		}
+		return parseRedisCSV(out)
+	}
+	// One short discarded pass: the server is fresh, so the first
+	// measured run would otherwise pay for its cold caches and allocator.
+	if _, err := bench(max(requests/10, 10*clients)); err != nil {
+		return fail("redis-benchmark warm-up: %v", err)
+	}
+	var rps, p50 []float64
+	for i := 0; i < max(runs, 1); i++ {
+		r, err := bench(requests)
+		if err != nil {
+			return fail("redis-benchmark: %v", err)
+		}
+		rps = append(rps, r.RPS)
+		p50 = append(p50, r.P50ms)
+	}
+	s.stop()
+	ap.RPS = summarize(rps)
+	ap.P50ms = summarize(p50).Median
+	return ap
+}
+
+// redisResult is one row of redis-benchmark --csv.
+type redisResult struct {
+	Test  string
+	RPS   float64
+	AvgMs float64
+	P50ms float64
+	P99ms float64
+}
+
+// parseRedisCSV reads the GET row of redis-benchmark --csv (redis 7):
+// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+// Columns are found by name, and lines that are not CSV (warnings) are
+// skipped, so that another redis version fails loudly or not at all.
+func parseRedisCSV(out string) (redisResult, error) {
+	var r redisResult
+	col := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, `"`) {
+			continue
+		}
+		rec, err := csv.NewReader(strings.NewReader(line)).Read()
+		if err != nil {
+			continue
+		}
+		if rec[0] == "test" {
+			for i, name := range rec {
+				col[name] = i
+			}
+			continue
+		}
+		if len(col) == 0 || !strings.EqualFold(rec[0], "GET") {
+			continue
+		}
+		get := func(name string) (float64, error) {
+			i, ok := col[name]
+			if !ok || i >= len(rec) {
+				return 0, fmt.Errorf("redis-benchmark csv: no %q column in %q", name, line)
+			}
+			v, err := strconv.ParseFloat(rec[i], 64)
+			if err != nil {
+				return 0, fmt.Errorf("redis-benchmark csv: %s: %v", name, err)
+			}
+			return v, nil
+		}
+		var errs [4]error
+		r.Test = rec[0]
+		r.RPS, errs[0] = get("rps")
+		r.AvgMs, errs[1] = get("avg_latency_ms")
+		r.P50ms, errs[2] = get("p50_latency_ms")
+		r.P99ms, errs[3] = get("p99_latency_ms")
+		if err := errors.Join(errs[:]...); err != nil {
+			return r, err
+		}
+		if r.RPS <= 0 {
+			return r, fmt.Errorf("redis-benchmark csv: rps %v", r.RPS)
+		}
+		return r, nil
+	}
+	return r, fmt.Errorf("redis-benchmark csv: no GET row in %q", lastLines(out, 5))
+}
+
+// runSockperf runs sockperf's TCP ping-pong between srv and cli for dur
+// and returns its figures; the caller fills Topology, ToolTPS, Ratio and
+// Agrees.
+//
+// The flags make sockperf a plain blocking request/response loop over one
+// connection with one message in flight, the same thing the tool measures:
+//   - -i/-p (no -f feed file) selects sockperf's blocking recvfrom() I/O
+//     on both ends, not the epoll (-F) that its help calls the default:
+//     that default applies to -f only, and the server then blocks in
+//     accept() and serves the one connection with recv()/send().
+//   - ping-pong already defaults to --mps=max, burst 1 and a reply to every
+//     message, so no pacing and no second message in flight; TCP_NODELAY
+//     is on, as in Go.
+//   - the warm-up "dummy messages" go to multicast sockets only; for TCP
+//     the client sleeps 2 s, then drops the first 400 ms and last 50 ms of
+//     the run from its statistics. So -t is whole seconds >= 1 and the
+//     measured window is about -t minus 0.45 s.
+//   - timestamps stay on RDTSC (sockperf calibrates it against
+//     CLOCK_MONOTONIC at start): with --no-rdtsc sockperf 3.7 scales that
+//     400/50 ms trim by the TSC frequency in GHz, eating ~1.1 s of the run.
+//   - avg-latency is the mean RTT / 2 (no --full-rtt); with one message in
+//     flight 1e6/(2*avg) is messages per second over the measured window.
+func runSockperf(t cnitest.T, srv, cli *cnitest.Container, addr netip.Addr, size int, dur time.Duration, srvCPU, cliCPU int) CrossCheck {
+	cc := CrossCheck{Tool: "sockperf", Path: PathTCP, Size: size}
+	if msg := missing("sockperf", "sockperf", "taskset"); msg != "" {
+		cc.Err = msg
+		return cc
+	}
+	if !addr.Is4() {
+		cc.Err = "sockperf 3.7 takes IPv4 addresses only, not " + addr.String()
+		return cc
+	}
+	if size < 14 {
+		cc.Err = fmt.Sprintf("sockperf messages are at least 14 bytes (its header), not %d", size)
+		return cc
+	}
+	secs := max(int(math.Ceil(dur.Seconds())), 1)
+	host, port := addr.String(), strconv.Itoa(sockperfPort)
+	s, err := startServer(t, srv, pinned(srvCPU, "sockperf", "server", "--tcp", "-i", host, "-p", port))
+	if err != nil {
+		cc.Err = "starting sockperf server: " + err.Error()
+		return cc
+	}
+	fail := func(format string, a ...any) CrossCheck {
+		out := s.stop()
+		cc.Err = fmt.Sprintf(format, a...)
+		if out != "" {
+			cc.Err += " (server: " + out + ")"
+		}
+		return cc
+	}
+	argv := pinned(cliCPU, "sockperf", "ping-pong", "--tcp", "-i", host, "-p", port,
+		"-m", strconv.Itoa(size), "-t", strconv.Itoa(secs))
+	var out string
+	// The client is the readiness probe: sockperf prints "Can`t connect"
+	// and exits 0 at once while the server is not listening yet.
+	for deadline := time.Now().Add(readyWait); ; {
+		out, err = runIn(t, cli, argv, time.Duration(secs+2)*time.Second+30*time.Second)
+		if err != nil {
+			return fail("sockperf ping-pong: %v", err)
+		}
+		if !strings.Contains(out, "Can`t connect") {
+			break
+		}
+		if s.exited() {
+			return fail("sockperf server exited")
+		}
+		if time.Now().After(deadline) {
+			return fail("sockperf server at %s:%s not ready after %v: %s", host, port, readyWait, lastLines(out, 2))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.stop()
+	r, err := parseSockperf(out)
+	if err != nil {
+		cc.Err = err.Error()
+		return cc
+	}
+	if r.Version != "" {
+		cc.Tool = "sockperf " + r.Version
+	}
+	cc.SockperfUs = r.AvgLatencyUs
+	cc.SockperfTP = 1e6 / (2 * r.AvgLatencyUs)
+	return cc
+}
+
+// sockperfResult is what runSockperf reads from a ping-pong client.
+type sockperfResult struct {
+	Version      string  // "3.7"
+	AvgLatencyUs float64 // mean RTT / 2
+	P50Us        float64 // also RTT / 2
+	ValidSec     float64 // measured window, after the warm-up trim
+	ValidMsgs    int     // replies received in it
+	Dropped      int
+}
+
+var (
+	ansiRE     = regexp.MustCompile("\x1b\\[[0-9;]*m")
+	spVerRE    = regexp.MustCompile(`version #?([0-9]+(?:\.[0-9]+)+)`)
+	spAvgRE    = regexp.MustCompile(`avg-latency=([0-9.]+)`)
+	spP50RE    = regexp.MustCompile(`percentile 50\.000 =\s*([0-9.]+)`)
+	spValidRE  = regexp.MustCompile(`\[Valid Duration\] RunTime=([0-9.]+) sec; SentMessages=[0-9]+; ReceivedMessages=([0-9]+)`)
+	spDroppedR = regexp.MustCompile(`# dropped messages = ([0-9]+)`)
+)
+
+// parseSockperf reads sockperf 3.7 ping-pong client output (colour codes
+// and all).
+func parseSockperf(out string) (sockperfResult, error) {
+	var r sockperfResult
+	out = ansiRE.ReplaceAllString(out, "")
+	if m := spVerRE.FindStringSubmatch(out); m != nil {
+		r.Version = m[1]
+	}
+	m := spAvgRE.FindStringSubmatch(out)
+	if m == nil {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "ERROR") || strings.Contains(l, "No valid observations") {
+				return r, errors.New("sockperf: " + strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "sockperf:")))
+			}
+		}
+		return r, fmt.Errorf("sockperf: no avg-latency in output: %s", lastLines(out, 3))
+	}
+	var err error
+	if r.AvgLatencyUs, err = strconv.ParseFloat(m[1], 64); err != nil || r.AvgLatencyUs <= 0 {
+		return r, fmt.Errorf("sockperf: avg-latency %q", m[1])
+	}
+	if m := spP50RE.FindStringSubmatch(out); m != nil {
+		r.P50Us, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := spValidRE.FindStringSubmatch(out); m != nil {
+		r.ValidSec, _ = strconv.ParseFloat(m[1], 64)
+		r.ValidMsgs, _ = strconv.Atoi(m[2])
+	}
+	if m := spDroppedR.FindStringSubmatch(out); m != nil {
+		r.Dropped, _ = strconv.Atoi(m[1])
+	}
+	if r.Dropped > 0 {
+		// Messages lost on TCP mean the run was broken, not slow.
+		return r, fmt.Errorf("sockperf: %d dropped messages", r.Dropped)
+	}
+	return r, nil
+}

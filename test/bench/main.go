@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+// Command bench measures every path side by side in one run: plain TCP
+// (the baseline), the socksplice engines the kernel has, and the peers an
+// application could switch to (AF_UNIX, SMC-D loopback). It runs
+// request/response and stream workloads in two topologies made by the
+// real CNI chain, redis GET at application level, a sockperf cross-check
+// and the plugin's own ADD/DEL cost, and writes bench.json, bench.md and
+// PNG charts. Ratios to the baseline are the result; absolute numbers
+// drift on a shared machine.
+//
+//	bench [-quick] [-out DIR]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/test/cnitest"
+)
+
+func main() {
+	endMain()
+	quick := flag.Bool("quick", false, "a short subset for CI: fails only when a path cannot run at all")
+	out := flag.String("out", "", "results directory (default results/bench, or results/bench-quick with -quick)")
+	runs := flag.Int("runs", 0, "measured runs per point (default 5, quick 1)")
+	dur := flag.Duration("duration", 0, "length of one measured run (default 1s, quick 300ms)")
+	cpus := flag.String("cpus", "0,1", "client,server CPU")
+	virt := flag.String("virt", "", "how the machine is virtualized, for the report (default: detected)")
+	noApps := flag.Bool("no-apps", false, "skip redis and sockperf")
+	noCNI := flag.Bool("no-cni", false, "skip the plugin's ADD/DEL cost")
+	enroll := flag.Int("enroll", 0, "containers to enroll for the plugin cost (default 200, quick 20)")
+	flag.Parse()
+
+	r := &cnitest.Runner{Name: "bench"}
+	r.Cleanup(cnitest.RemoveBinDir)
+	defer r.RunCleanups()
+	if os.Geteuid() != 0 {
+		r.Fatal("the benchmark needs root: it creates network namespaces, cgroups and loads BPF")
+	}
+	set := Settings{Runs: 5, Duration: time.Second, Warmup: 300 * time.Millisecond,
+		RRSizes: []int{1, 64, 1024, 16 << 10, 64 << 10}, StreamSizes: []int{1 << 10, 4 << 10, 16 << 10, 64 << 10}}
+	enrollN, samples, redisReq := 200, 20, 20000
+	if *quick {
+		set = Settings{Runs: 1, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
+			RRSizes: []int{64, 1024}, StreamSizes: []int{1 << 10, 64 << 10}}
+		enrollN, samples, redisReq = 20, 5, 2000
+	}
+	if *runs > 0 {
+		set.Runs = *runs
+	}
+	if *enroll > 0 {
+		enrollN = *enroll
+	}
+	if *dur > 0 {
+		set.Duration = *dur
+	}
+	if _, err := fmt.Sscanf(*cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
+		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", *cpus)
+	}
+	if *out == "" {
+		*out = "results/bench"
+		if *quick {
+			*out = "results/bench-quick"
+		}
+	}
+
+	rep := &Report{Started: time.Now().UTC(), Quick: *quick, Machine: machine(*virt), Settings: set}
+	f := engine.Probe()
+	rep.Paths = availability(f)
+	for _, p := range rep.Paths {
+		if !p.Available {
+			logf("path %s: not available: %s", p.Name, p.Reason)
+		}
+	}
+	sites := buildSites(r, rep.Paths)
+	b := &bench{t: r, set: set, sites: sites, rep: rep}
+	for _, topo := range []string{TopoLoopback, TopoVeth} {
+		for _, size := range set.RRSizes {
+			rep.RR = append(rep.RR, b.point("rr", topo, size)...)
+		}
+		for _, size := range set.StreamSizes {
+			rep.Stream = append(rep.Stream, b.point("stream", topo, size)...)
+		}
+	}
+	if !*noApps {
+		b.crossCheck()
+		b.redis(redisReq)
+	}
+	if !*noCNI {
+		logf("plugin cost: %d cold/warm samples, enrolling %d containers", samples, enrollN)
+		rep.CNI = measureCNI(r, enrollN, samples)
+		if rep.CNI.Err != "" {
+			rep.Failures = append(rep.Failures, "plugin cost: "+rep.CNI.Err)
+		}
+	}
+	rep.Elapsed = time.Since(rep.Started).Round(time.Second)
+	if err := writeReport(*out, rep); err != nil {
+		r.Fatal(err)
+	}
+	fmt.Println(markdown(rep))
+	logf("wrote %s/bench.{json,md} and charts in %v", *out, rep.Elapsed)
+	if len(rep.Failures) > 0 {
+		r.Fatalf("%d path(s) could not run:\n  %s", len(rep.Failures), strings.Join(rep.Failures, "\n  "))
+	}
+}
+
+func logf(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
+
+func machine(virt string) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Virt: virt}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	hyper := false
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			if k == "model name" && m.CPUModel == "" {
+				m.CPUModel = v
+			}
+			if k == "flags" && strings.Contains(" "+v+" ", " hypervisor ") {
+				hyper = true
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		m.MemGiB = (kb + 512<<10) >> 20
+	}
+	if m.Virt == "" {
+		m.Virt = "bare metal"
+		if hyper {
+			m.Virt = "virtual machine"
+			if b, err := os.ReadFile("/sys/class/dmi/id/sys_vendor"); err == nil && strings.TrimSpace(string(b)) != "" {
+				m.Virt += " (" + strings.TrimSpace(string(b)) + ")"
+			}
+		}
+	}
+	return m
+}

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/cnitest"
+)
+
+// pathDef says how a path is reached: through its own CNI network with a
+// socksplice config (engines and the baseline), or with another socket
+// family inside the baseline's containers (peers).
+type pathDef struct {
+	name   string
+	plugin map[string]any // socksplice config; nil for peers
+	family string         // "tcp", "unix" or "smc"
+}
+
+var allPaths = []pathDef{
+	{name: PathTCP, plugin: map[string]any{"mode": "off"}, family: "tcp"},
+	{name: PathSockmap, plugin: map[string]any{"mode": "sockmap", "loopback": true}, family: "tcp"},
+	{name: PathSplice, plugin: map[string]any{"mode": "splice", "loopback": true}, family: "tcp"},
+	{name: PathSpliceBP, plugin: map[string]any{"mode": "splice", "loopback": true, "busyPollUs": 50}, family: "tcp"},
+	{name: PathUnix, family: "unix"},
+	{name: PathSMC, family: "smc"},
+}
+
+// availability decides which paths this kernel can run, and why not.
+func availability(f engine.Features) []PathInfo {
+	var out []PathInfo
+	for _, p := range allPaths {
+		pi := PathInfo{Name: p.name, Available: true}
+		switch p.name {
+		case PathSockmap:
+			if !(f.SockOps && f.SkMsg && f.SockHash) {
+				pi.Available, pi.Reason = false, "kernel lacks sock_ops, sk_msg or SOCKHASH"
+			}
+		case PathSplice, PathSpliceBP:
+			if !f.SpliceKfunc {
+				pi.Available, pi.Reason = false, "kfunc "+engine.SpliceKfunc+" is not in the kernel's BTF (the splice module is not loaded)"
+			}
+		case PathSMC:
+			fd, err := unix.Socket(unix.AF_SMC, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				pi.Available, pi.Reason = false, fmt.Sprintf("socket(AF_SMC): %v (kernel built without CONFIG_SMC)", err)
+			} else {
+				unix.Close(fd)
+			}
+		}
+		out = append(out, pi)
+	}
+	return out
+}
+
+// site is where one path's ends run: a network and two containers on it.
+// Loopback runs both ends in srv.
+type site struct {
+	def      pathDef
+	net      *cnitest.Network
+	srv, cli *cnitest.Container
+}
+
+func (s *site) addr(topo string, port int) string {
+	switch {
+	case s.def.family == "unix":
+		return filepath.Join(unixDir, fmt.Sprintf("%s-%d.sock", topo, port))
+	case topo == TopoLoopback:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port)).String()
+	default:
+		return netip.AddrPortFrom(s.srv.IP(s.net), uint16(port)).String()
+	}
+}
+
+func (s *site) ends(topo string) (srv, cli *cnitest.Container) {
+	if topo == TopoLoopback {
+		return s.srv, s.srv
+	}
+	return s.srv, s.cli
+}
+
+var unixDir string
+
+// buildSites makes one network with two containers for every available
+// CNI path; the peers run in the baseline's containers.
+func buildSites(t cnitest.T, paths []PathInfo) map[string]*site {
+	sites := map[string]*site{}
+	var base *site
+	for i, p := range allPaths {
+		if !available(paths, p.name) || p.plugin == nil {
+			continue
+		}
+		pin := fmt.Sprintf("/sys/fs/bpf/socksplice-bench-%d-%s", os.Getpid(), strings.ReplaceAll(p.name, "+", "-"))
+		plugin := map[string]any{}
+		for k, v := range p.plugin {
+			plugin[k] = v
+		}
+		n := cnitest.NewNetwork(t, cnitest.NetOpts{
+			Subnet: fmt.Sprintf("10.234.%d.0/24", i),
+			PinDir: pin,
+			Plugin: plugin,
+		})
+		t.Cleanup(func() { os.RemoveAll(pin) })
+		s := &site{def: p, net: n}
+		s.srv = cnitest.NewContainer(t, "bsrv")
+		s.cli = cnitest.NewContainer(t, "bcli")
+		n.MustAdd(t, s.srv)
+		n.MustAdd(t, s.cli)
+		sites[p.name] = s
+		if p.name == PathTCP {
+			base = s
+		}
+	}
+	unixDir = t.TempDir()
+	for _, p := range allPaths {
+		if available(paths, p.name) && p.plugin == nil && base != nil {
+			sites[p.name] = &site{def: p, net: base.net, srv: base.srv, cli: base.cli}
+		}
+	}
+	return sites
+}
+
+func available(paths []PathInfo, name string) bool {
+	for _, p := range paths {
+		if p.Name == name {
+			return p.Available
+		}
+	}
+	return false
+}
+
+// startEnd runs one end in c pinned to cpu.
+func startEnd(t cnitest.T, c *cnitest.Container, cpu int, s EndSpec) (*cnitest.Proc, *bufio.Reader, error) {
+	spec, _ := json.Marshal(s)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	var out *bufio.Reader
+	p, err := c.Exec(t, []string{"taskset", "-c", strconv.Itoa(cpu), self}, func(cmd *exec.Cmd) error {
+		cmd.Env = append(os.Environ(), endEnv+"="+string(spec))
+		o, err := cmd.StdoutPipe()
+		out = bufio.NewReader(o)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Role == "server" {
+		line, err := out.ReadString('\n')
+		if strings.TrimSpace(line) != "listening" {
+			p.Kill()
+			p.Wait()
+			return nil, nil, fmt.Errorf("server did not start: %q %v %s", line, err, p.Stderr())
+		}
+	}
+	return p, out, nil
+}
+
+func endResult(p *cnitest.Proc, out *bufio.Reader, timeout time.Duration) (EndResult, error) {
+	var r EndResult
+	done := make(chan error, 1)
+	go func() { done <- json.NewDecoder(out).Decode(&r) }()
+	var derr error
+	select {
+	case derr = <-done:
+	case <-time.After(timeout):
+		p.Kill()
+		derr = fmt.Errorf("no result within %v", timeout)
+	}
+	werr := p.Wait()
+	if derr != nil {
+		return r, fmt.Errorf("%v (exit: %v) %s", derr, werr, p.Stderr())
+	}
+	if r.Err != "" {
+		return r, errors.New(r.Err)
+	}
+	return r, werr
+}
+
+// wireBytes is what the interfaces carried that a redirected connection
+// should not use: lo in the container for loopback, both host veths for
+// the bridge topology.
+func (s *site) wireBytes(t cnitest.T, topo string) uint64 {
+	if topo == TopoVeth {
+		return cnitest.VethBytes(t, s.srv.HostVeth(s.net)) + cnitest.VethBytes(t, s.cli.HostVeth(s.net))
+	}
+	out, err := exec.Command("ip", "-n", s.srv.NetnsName, "-s", "-j", "link", "show", "lo").Output()
+	if err != nil {
+		t.Fatalf("lo counters: %v", err)
+	}
+	var links []struct {
+		Stats struct {
+			Rx struct {
+				Bytes uint64 `json:"bytes"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("lo counters: %v %s", err, out)
+	}
+	return links[0].Stats.Rx.Bytes
+}
+
+func (s *site) counters(t cnitest.T) node.Counters {
+	if s.def.plugin == nil || s.def.name == PathTCP {
+		return node.Counters{}
+	}
+	return cnitest.Counters(t, s.net.PinDir)
+}

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// endEnv carries an EndSpec to a re-executed copy of this binary that runs
+// one end of one connection inside a container.
+const endEnv = "SOCKSPLICE_BENCH_END"
+
+// EndSpec is one end of a measured connection.
+type EndSpec struct {
+	Role     string        `json:"role"`   // "server" or "client"
+	Kind     string        `json:"kind"`   // "rr" or "stream"
+	Family   string        `json:"family"` // "tcp", "unix" or "smc"
+	Addr     string        `json:"addr"`   // ip:port, or a socket path for unix
+	Size     int           `json:"size"`
+	Duration time.Duration `json:"duration"` // how long the client drives the connection
+}
+
+// EndResult is what an end reports on stdout.
+type EndResult struct {
+	Bytes   int64   `json:"bytes"` // payload received by this end
+	Reads   int64   `json:"reads"` // reads that returned data
+	Txns    int64   `json:"txns"`
+	Seconds float64 `json:"seconds"` // client: its loop; stream server: first byte to EOF
+	UserS   float64 `json:"userS"`
+	SysS    float64 `json:"sysS"`
+	P50us   float64 `json:"p50us,omitempty"`
+	P99us   float64 `json:"p99us,omitempty"`
+	Err     string  `json:"err,omitempty"`
+}
+
+// endMain runs an end when the binary was started as one; it never
+// returns in that case.
+func endMain() {
+	spec := os.Getenv(endEnv)
+	if spec == "" {
+		return
+	}
+	var s EndSpec
+	var r EndResult
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		r.Err = err.Error()
+	} else if err := runEnd(s, &r); err != nil {
+		r.Err = err.Error()
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+	os.Exit(0)
+}
+
+// The ends use blocking sockets on one locked thread, as netperf and
+// sockperf do: a Go net.Conn would park in the runtime's poller and add
+// an epoll round and a goroutine switch to every wait, which is not what
+// an ordinary blocking application pays.
+func runEnd(s EndSpec, r *EndResult) error {
+	runtime.LockOSThread()
+	sa, domain, proto, err := sockaddr(s)
+	if err != nil {
+		return err
+	}
+	var fd int
+	switch s.Role {
+	case "server":
+		lfd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		defer unix.Close(lfd)
+		if domain != unix.AF_UNIX {
+			unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		}
+		if err := unix.Bind(lfd, sa); err != nil {
+			return fmt.Errorf("bind %s: %w", s.Addr, err)
+		}
+		if err := unix.Listen(lfd, 8); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		fmt.Println("listening")
+		if fd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC); err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+	case "client":
+		if fd, err = unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto); err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			return fmt.Errorf("connect %s: %w", s.Addr, err)
+		}
+	default:
+		return fmt.Errorf("unknown role %q", s.Role)
+	}
+	defer unix.Close(fd)
+	if s.Family != "unix" {
+		// What netperf's TCP_RR does; the stream side keeps Nagle as an
+		// application writing full buffers would.
+		if s.Kind == "rr" {
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+	}
+	ru0 := rusage()
+	switch {
+	case s.Kind == "rr" && s.Role == "client":
+		err = rrClient(fd, s, r)
+	case s.Kind == "rr":
+		err = rrServer(fd, s, r)
+	case s.Kind == "stream" && s.Role == "client":
+		err = streamSender(fd, s, r)
+	case s.Kind == "stream":
+		err = streamReceiver(fd, r)
+	default:
+		err = fmt.Errorf("unknown kind %q", s.Kind)
+	}
+	ru1 := rusage()
+	r.UserS = tv(ru1.Utime) - tv(ru0.Utime)
+	r.SysS = tv(ru1.Stime) - tv(ru0.Stime)
+	return err
+}
+
+func sockaddr(s EndSpec) (unix.Sockaddr, int, int, error) {
+	if s.Family == "unix" {
+		return &unix.SockaddrUnix{Name: s.Addr}, unix.AF_UNIX, 0, nil
+	}
+	ap, err := netip.ParseAddrPort(s.Addr)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	domain, proto := unix.AF_INET, 0
+	if s.Family == "smc" {
+		// AF_SMC takes AF_INET addresses; protocol 0 is SMCPROTO_SMC (IPv4).
+		domain = unix.AF_SMC
+	}
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, domain, proto, nil
+	}
+	if s.Family == "smc" {
+		proto = 1 // SMCPROTO_SMC6
+	} else {
+		domain = unix.AF_INET6
+	}
+	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, domain, proto, nil
+}
+
+func rusage() unix.Rusage {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ru
+}
+
+func tv(t unix.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+// readFull reads exactly len(b) bytes; io.EOF when the peer closed before
+// the first byte.
+func readFull(fd int, b []byte, r *EndResult) error {
+	for got := 0; got < len(b); {
+		n, err := unix.Read(fd, b[got:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			if got == 0 {
+				return errEOF
+			}
+			return fmt.Errorf("EOF after %d of %d bytes", got, len(b))
+		}
+		got += n
+		r.Bytes += int64(n)
+		r.Reads++
+	}
+	return nil
+}
+
+var errEOF = errors.New("EOF")
+
+func writeFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func rrClient(fd int, s EndSpec, r *EndResult) error {
+	req := make([]byte, s.Size)
+	resp := make([]byte, s.Size)
+	// Preallocated so that the loop does not allocate (no GC in the
+	// measurement); a sample per transaction up to the cap.
+	lat := make([]time.Duration, 0, 4<<20)
+	start := time.Now()
+	end := start.Add(s.Duration)
+	for t0 := start; t0.Before(end); {
+		if err := writeFull(fd, req); err != nil {
+			return err
+		}
+		if err := readFull(fd, resp, r); err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if len(lat) < cap(lat) {
+			lat = append(lat, t1.Sub(t0))
+		}
+		r.Txns++
+		t0 = t1
+	}
+	r.Seconds = time.Since(start).Seconds()
+	unix.Shutdown(fd, unix.SHUT_WR)
+	slices.Sort(lat)
+	us := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[int(p/100*float64(len(lat)-1))]) / 1e3
+	}
+	r.P50us, r.P99us = us(50), us(99)
+	return nil
+}
+
+func rrServer(fd int, s EndSpec, r *EndResult) error {
+	buf := make([]byte, s.Size)
+	for {
+		if err := readFull(fd, buf, r); err == errEOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if err := writeFull(fd, buf); err != nil {
+			return err
+		}
+		r.Txns++
+	}
+}
+
+func streamSender(fd int, s EndSpec, r *EndResult) error {
+	buf := make([]byte, s.Size)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	start := time.Now()
+	end := start.Add(s.Duration)
+	for time.Now().Before(end) {
+		// A batch between clock reads keeps time.Now off the profile for
+		// small writes.
+		for i := 0; i < 16; i++ {
+			if err := writeFull(fd, buf); err != nil {
+				return err
+			}
+			r.Txns++
+		}
+	}
+	r.Seconds = time.Since(start).Seconds()
+	unix.Shutdown(fd, unix.SHUT_WR)
+	// Wait for the receiver's close, so that the sender's CPU time covers
+	// the whole transfer and the connection ends cleanly.
+	var b [1]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 {
+			return nil
+		}
+	}
+}
+
+func streamReceiver(fd int, r *EndResult) error {
+	buf := make([]byte, 256<<10)
+	var first time.Time
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read after %d bytes: %w", r.Bytes, err)
+		}
+		if n == 0 {
+			break
+		}
+		if r.Bytes == 0 {
+			first = time.Now()
+		}
+		r.Bytes += int64(n)
+		r.Reads++
+	}
+	if r.Bytes > 0 {
+		r.Seconds = time.Since(first).Seconds()
+	}
+	return nil
+}
