@@ -101,6 +101,9 @@ type Point struct {
 	// Mean bytes returned per read at the receiver: how much batching the
 	// path gives the reader.
 	ReadBytes Stat `json:"readBytes"`
+	// Voluntary context switches of both ends per MB moved: each is a
+	// sleep on an empty or full socket, so this counts wake-ups.
+	CtxSwPerMB Stat `json:"ctxSwPerMB"`
 	// Verified is how the run was shown to take the path it is named for
 	// (counters, bytes on lo/veth); empty for unverified peers.
 	Verified string `json:"verified,omitempty"`

@@ -168,6 +168,13 @@ func writeStreamSection(b *strings.Builder, rep *Report, topo string) {
 		return formatBytes(p.ReadBytes.Median)
 	}, sel, "stream", topo, true)
 
+	// Sleeps per MB show whether a path batches wake-ups or pays one per
+	// write.
+	b.WriteString("Voluntary context switches per MB moved, both ends (median):\n\n")
+	writeTable(b, "write size", paths, sizes, func(p Point) string {
+		return fmt.Sprintf("%.1f", p.CtxSwPerMB.Median)
+	}, sel, "stream", topo, true)
+
 	writeRange(b, "Gbit/s, min–max over runs", "write size", paths, sizes, func(p Point) string {
 		return fmt.Sprintf("%.2f–%.2f", p.Gbps.Min, p.Gbps.Max)
 	}, sel, "stream", topo)

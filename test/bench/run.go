@@ -21,8 +21,8 @@ type bench struct {
 
 // sample is one measured run of one path.
 type sample struct {
-	tps, p50, p99, gbps, userPerGB, sysPerGB, readBytes float64
-	verified                                            string
+	tps, p50, p99, gbps, userPerGB, sysPerGB, readBytes, ctxPerMB float64
+	verified                                                      string
 }
 
 // order lists the sites that run, in the report's path order.
@@ -82,6 +82,7 @@ func (b *bench) point(kind, topo string, size int) []Point {
 		p.UserSPerGB = col(func(s sample) float64 { return s.userPerGB })
 		p.SysSPerGB = col(func(s sample) float64 { return s.sysPerGB })
 		p.ReadBytes = col(func(s sample) float64 { return s.readBytes })
+		p.CtxSwPerMB = col(func(s sample) float64 { return s.ctxPerMB })
 		if n := len(samples[i]); n > 0 {
 			p.Verified = samples[i][n-1].verified
 		}
@@ -160,6 +161,7 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	}
 	x.userPerGB = (cr.UserS + sr.UserS) / (moved / 1e9)
 	x.sysPerGB = (cr.SysS + sr.SysS) / (moved / 1e9)
+	x.ctxPerMB = float64(cr.VolCtx+sr.VolCtx) / (moved / 1e6)
 
 	// A path is only worth its name if the bytes went that way.
 	switch s.def.name {

@@ -38,9 +38,11 @@ type EndResult struct {
 	Seconds float64 `json:"seconds"` // client: its loop; stream server: first byte to EOF
 	UserS   float64 `json:"userS"`
 	SysS    float64 `json:"sysS"`
-	P50us   float64 `json:"p50us,omitempty"`
-	P99us   float64 `json:"p99us,omitempty"`
-	Err     string  `json:"err,omitempty"`
+	VolCtx  int64   `json:"volCtx"` // voluntary context switches: sleeps
+
+	P50us float64 `json:"p50us,omitempty"`
+	P99us float64 `json:"p99us,omitempty"`
+	Err   string  `json:"err,omitempty"`
 }
 
 // endMain runs an end when the binary was started as one; it never
@@ -126,6 +128,7 @@ func runEnd(s EndSpec, r *EndResult) error {
 	ru1 := rusage()
 	r.UserS = tv(ru1.Utime) - tv(ru0.Utime)
 	r.SysS = tv(ru1.Stime) - tv(ru0.Stime)
+	r.VolCtx = ru1.Nvcsw - ru0.Nvcsw
 	return err
 }
 
