@@ -18,6 +18,7 @@ kdir=$("$repo/kernel/build.sh")
 bin=$repo/bin/vm-bench
 rm -rf "$bin"
 mkdir -p "$bin/cni"
+"$here/modules.sh" "$kdir" "$bin"
 say "building the benchmark and the plugins"
 CGO_ENABLED=0 go build -o "$bin/socksplice-bench" ./test/bench
 "$here/plugins.sh" "$bin/cni"

@@ -9,10 +9,12 @@ repo=$(pwd)
 export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
 mkdir -p "$SOCKSPLICE_RESULTS"
 status=0
-if ! /bin/busybox insmod "$bin/testmod/socksplice_testmod.ko"; then
-	echo "FAIL: insmod socksplice_testmod.ko"
-	status=1
-fi
+for m in testmod/socksplice_testmod.ko module/socksplice.ko; do
+	if ! /bin/busybox insmod "$bin/$m"; then
+		echo "FAIL: insmod $m"
+		status=1
+	fi
+done
 for p in "$@"; do
 	t=$bin/$(echo "$p" | tr / _).test
 	start=$(date +%s)

@@ -14,11 +14,8 @@ say() { printf 'vm-test: %s\n' "$*" >&2; }
 kdir=$("$repo/kernel/build.sh")
 bin=$repo/bin/vm
 rm -rf "$bin"
-mkdir -p "$bin/cni" "$bin/testmod"
-
-say "building the test module against $kdir/tree"
-cp "$repo"/kernel/testmod/module/* "$bin/testmod/"
-make -s -C "$kdir/tree" M="$bin/testmod" modules >&2
+mkdir -p "$bin/cni"
+"$here/modules.sh" "$kdir" "$bin"
 
 say "building test binaries and plugins"
 pkgs=("$@")

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * socksplice module entry: the two kfuncs sock_ops programs call, and the
+ * counters. Unloading is refused while any socket or prepared listener
+ * still runs our code: each holds a module reference.
+ */
+#include <linux/bpf.h>
+#include <linux/btf.h>
+#include <linux/btf_ids.h>
+#include <linux/filter.h>
+#include <linux/init.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <net/tcp.h>
+
+#include "socksplice.h"
+
+DEFINE_PER_CPU(struct ss_stats, ss_stats);
+
+__bpf_kfunc_start_defs();
+
+/*
+ * bpf_sock_splice_pair - pair this socket with its peer at ESTABLISHED.
+ * Returns 0 when the socket waits for its peer or is paired, <0 when it
+ * stays plain TCP.
+ */
+__bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops_kern *skops,
+				     struct bpf_sock_splice_args *args, u32 args__sz)
+{
+	struct sock *sk = skops->sk;
+	bool passive;
+	int fam, err;
+
+	if (args__sz != sizeof(*args) || !sk || !sk_fullsock(sk) ||
+	    sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
+		return -EINVAL;
+	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return -EINVAL;
+	passive = skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB;
+	fam = ss_family_of(sk);
+	if (passive)
+		err = smp_load_acquire(&ss_fam[fam].ready) ? 0 : -EOPNOTSUPP;
+	else
+		err = ss_prepare_family(sk, fam);
+	if (!err)
+		err = ss_pair_sock(sk, args, passive, fam);
+	if (err)
+		ss_count(refused, 1);
+	return err;
+}
+
+/*
+ * bpf_sock_splice_listen - prepare a listener at TCP_LISTEN_CB so that the
+ * sockets it accepts can be paired.
+ */
+__bpf_kfunc int bpf_sock_splice_listen(struct bpf_sock_ops_kern *skops)
+{
+	struct sock *sk = skops->sk;
+
+	if (!sk || !sk_fullsock(sk) || sk->sk_protocol != IPPROTO_TCP ||
+	    skops->op != BPF_SOCK_OPS_TCP_LISTEN_CB || sk->sk_state != TCP_LISTEN ||
+	    !sk->sk_socket)
+		return -EINVAL;
+	return ss_prepare_listener(sk);
+}
+
+__bpf_kfunc_end_defs();
+
+BTF_KFUNCS_START(ss_kfunc_ids)
+BTF_ID_FLAGS(func, bpf_sock_splice_pair)
+BTF_ID_FLAGS(func, bpf_sock_splice_listen)
+BTF_KFUNCS_END(ss_kfunc_ids)
+
+static const struct btf_kfunc_id_set ss_kfunc_set = {
+	.owner = THIS_MODULE,
+	.set = &ss_kfunc_ids,
+};
+
+/* /sys/module/socksplice/parameters/stats: one "name value" per line. */
+static int ss_stats_get(char *buf, const struct kernel_param *kp)
+{
+	struct ss_stats t = {};
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		struct ss_stats *s = per_cpu_ptr(&ss_stats, cpu);
+
+		t.paired += s->paired;
+		t.refused += s->refused;
+		t.ring_bytes += s->ring_bytes;
+		t.ring_full_waits += s->ring_full_waits;
+		t.busy_poll_hits += s->busy_poll_hits;
+		t.busy_polls += s->busy_polls;
+	}
+	return sysfs_emit(buf, "paired %llu\nrefused %llu\nring_bytes %llu\n"
+			  "ring_full_waits %llu\nbusy_polls %llu\nbusy_poll_hits %llu\n",
+			  t.paired, t.refused, t.ring_bytes, t.ring_full_waits,
+			  t.busy_polls, t.busy_poll_hits);
+}
+
+static const struct kernel_param_ops ss_stats_ops = {
+	.get = ss_stats_get,
+};
+module_param_cb(stats, &ss_stats_ops, NULL, 0444);
+MODULE_PARM_DESC(stats, "counters: paired connections, refused calls, ring bytes, ring-full waits, busy-poll spins and hits");
+
+static int __init ss_init(void)
+{
+	return register_btf_kfunc_id_set(BPF_PROG_TYPE_SOCK_OPS, &ss_kfunc_set);
+}
+
+static void __exit ss_exit(void)
+{
+	/* Nothing left: every socket with our proto holds a reference. */
+}
+
+module_init(ss_init);
+module_exit(ss_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("socksplice: same-host TCP payload through a per-direction ring");
