@@ -47,7 +47,7 @@ type SocksplicePolicy struct {
 
 type SockspliceSlot struct {
 	_ structs.HostLayout
-	V [8]uint64
+	V [16]uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -149,7 +149,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
 	}
-	if _, err := enroll.Add(o, attachment(c, args, prev)); err != nil {
+	a := attachment(c, args, prev)
+	a.Policy.Splice = d.Engine == engine.Splice
+	if _, err := enroll.Add(o, a); err != nil {
 		return types.NewError(ErrEnroll, "enrolling container "+args.ContainerID, err.Error())
 	}
 	return types.PrintResult(c.PrevResult, c.CNIVersion)
@@ -281,16 +283,21 @@ func printStatus(args []string) int {
 	type attachment struct {
 		Network, ContainerID, IfName string
 		NetnsCookie                  uint64
+		Engine                       string
 	}
 	out := struct {
-		PinDir      string          `json:"pinDir"`
-		Meta        node.Meta       `json:"meta"`
-		Attachments []attachment    `json:"attachments"`
-		Counters    node.Counters   `json:"counters"`
-		Kernel      engine.Features `json:"kernel"`
-	}{PinDir: dir, Meta: meta, Counters: ctr, Kernel: engine.Probe(), Attachments: []attachment{}}
+		PinDir        string          `json:"pinDir"`
+		Meta          node.Meta       `json:"meta"`
+		SpliceProgram bool            `json:"spliceProgram"` // the splice engine's program is pinned
+		Attachments   []attachment    `json:"attachments"`
+		Counters      node.Counters   `json:"counters"`
+		Kernel        engine.Features `json:"kernel"`
+	}{PinDir: dir, Meta: meta, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: engine.Probe(), Attachments: []attachment{}}
 	for k, r := range recs {
-		a := attachment{NetnsCookie: r.Netns}
+		a := attachment{NetnsCookie: r.Netns, Engine: engine.Sockmap}
+		if r.Flags&node.RecordSplice != 0 {
+			a.Engine = engine.Splice
+		}
 		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
 		out.Attachments = append(out.Attachments, a)
 	}

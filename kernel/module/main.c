@@ -20,13 +20,20 @@ DEFINE_PER_CPU(struct ss_stats, ss_stats);
 __bpf_kfunc_start_defs();
 
 /*
- * bpf_sock_splice_pair - pair this socket with its peer at ESTABLISHED.
- * Returns 0 when the socket waits for its peer or is paired, <0 when it
- * stays plain TCP.
+ * The context argument is declared with the program's own context type:
+ * the verifier hands over the kernel's struct bpf_sock_ops_kern, and
+ * kernels before 6.16 match a kfunc's context argument by that name only.
  */
-__bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops_kern *skops,
+
+/*
+ * bpf_sock_splice_pair - pair this socket with its peer at ESTABLISHED.
+ * Returns 0 when the socket now waits for its peer or is paired, 1 when it
+ * already was (programs on two cgroup levels), <0 when it stays plain TCP.
+ */
+__bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 				     struct bpf_sock_splice_args *args, u32 args__sz)
 {
+	struct bpf_sock_ops_kern *skops = (struct bpf_sock_ops_kern *)ctx;
 	struct sock *sk = skops->sk;
 	bool passive;
 	int fam, err;
@@ -45,7 +52,7 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops_kern *skops,
 		err = ss_prepare_family(sk, fam);
 	if (!err)
 		err = ss_pair_sock(sk, args, passive, fam);
-	if (err)
+	if (err < 0)
 		ss_count(refused, 1);
 	return err;
 }
@@ -54,8 +61,9 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops_kern *skops,
  * bpf_sock_splice_listen - prepare a listener at TCP_LISTEN_CB so that the
  * sockets it accepts can be paired.
  */
-__bpf_kfunc int bpf_sock_splice_listen(struct bpf_sock_ops_kern *skops)
+__bpf_kfunc int bpf_sock_splice_listen(struct bpf_sock_ops *ctx)
 {
+	struct bpf_sock_ops_kern *skops = (struct bpf_sock_ops_kern *)ctx;
 	struct sock *sk = skops->sk;
 
 	if (!sk || !sk_fullsock(sk) || sk->sk_protocol != IPPROTO_TCP ||

@@ -79,8 +79,12 @@ int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 	struct ss_sock *ss, *e;
 	struct ss_pair *p;
 
-	if (__sk_user_data(sk))
+	if (__sk_user_data(sk)) {
+		/* Ours: a program on another cgroup level got here first. */
+		if (sk->sk_prot == &ss_fam[fam].prot)
+			return 1;
 		return -EBUSY;	/* someone else's (sockmap, a ULP) */
+	}
 	/* Payload already moved by TCP: pairing now could reorder it. */
 	if (tp->data_segs_in || tp->data_segs_out || tp->bytes_received ||
 	    tp->write_seq != tp->snd_nxt)

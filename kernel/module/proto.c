@@ -70,6 +70,7 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 {
 	struct ss_sock *ss = ss_of(sk);
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	struct ubuf_info *uarg = NULL;
 	struct ss_ring *r;
 	int copied = 0, err = 0, n;
 	long timeo;
@@ -79,13 +80,24 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 	if (ss && READ_ONCE(ss->state) == SP_PENDING)
 		ss_give_up(ss);
 	ss = ss_paired(sk);
-	/* Urgent data has no place in a byte ring; after the peer went, TCP
-	 * delivers the right error (the peer answers with RST). */
-	if (!ss || (msg->msg_flags & MSG_OOB) || ss_peer_gone(ss))
+	/* After the peer went, TCP delivers the right error (the peer answers
+	 * with RST). Urgent data (MSG_OOB) goes into the ring inline: sending
+	 * it by TCP would overtake the bytes in the ring. */
+	if (!ss || ss_peer_gone(ss))
 		return tcp_prot.sendmsg(sk, msg, len);
 
 	r = ss->pair->ring[!ss->side];
 	lock_sock(sk);
+	/* The ring copies, so MSG_ZEROCOPY completes at once, reported as
+	 * copied: what TCP reports on loopback. */
+	if ((msg->msg_flags & MSG_ZEROCOPY) && sock_flag(sk, SOCK_ZEROCOPY)) {
+		uarg = msg_zerocopy_realloc(sk, len, NULL);
+		if (!uarg) {
+			release_sock(sk);
+			return -ENOBUFS;
+		}
+		uarg_to_msgzc(uarg)->zerocopy = 0;
+	}
 	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
 	while (msg_data_left(msg)) {
 		if (sk->sk_err) {
@@ -135,6 +147,12 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 			err = -EAGAIN;
 			break;
 		}
+	}
+	if (uarg) {
+		if (copied)
+			net_zcopy_put(uarg);
+		else
+			net_zcopy_put_abort(uarg, true);
 	}
 	release_sock(sk);
 	if (copied)
@@ -442,6 +460,8 @@ int ss_prepare_listener(struct sock *sk)
 	err = ss_prepare_family(sk, fam);
 	if (err)
 		return err;
+	if (ss_of(sk) == &ss_listener_mark)
+		return 1;	/* a program on another cgroup level did it */
 	if (__sk_user_data(sk) || sk->sk_prot != ss_fam[fam].base_prot ||
 	    READ_ONCE(sk->sk_socket->ops) != ss_fam[fam].base_ops)
 		return -EBUSY;

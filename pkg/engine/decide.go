@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/socksplice/socksplice/pkg/node"
@@ -32,9 +33,10 @@ func (e *ErrUnavailable) Error() string {
 	return fmt.Sprintf("engine %q is not available on this node: %s", e.Engine, e.Why)
 }
 
-// Decide picks the engine for mode. o may be nil only for mode off. For
-// auto it runs the behavioural self-test once per node (exe runs the child)
-// and caches the verdict in the node's meta map.
+// Decide picks the engine for mode. o may be nil only for modes off and
+// splice (then the kfuncs alone decide, as STATUS needs). For auto it runs
+// the sockmap behavioural self-test once per node (exe runs the child) and
+// caches the verdict in the node's meta map.
 func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, error) {
 	switch mode {
 	case Off:
@@ -45,16 +47,25 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 		}
 		return Decision{Engine: Sockmap, Reason: "forced by mode sockmap (known gaps: see README)"}, nil
 	case Splice:
-		why := "this plugin build has no splice engine yet"
-		if !f.SpliceKfunc {
-			why = "the kernel has no " + SpliceKfunc + " kfunc (the socksplice kernel module is not loaded)"
+		if err := spliceReady(f, o); err != nil {
+			return Decision{}, &ErrUnavailable{Splice, err.Error()}
 		}
-		return Decision{}, &ErrUnavailable{Splice, why}
+		return Decision{Engine: Splice, Reason: "forced by mode splice"}, nil
 	case Auto, "":
 	default:
 		return Decision{}, fmt.Errorf("unknown mode %q", mode)
 	}
 
+	// The splice engine joins auto once it has a behavioural self-test of
+	// its own; until then only an explicit "mode": "splice" selects it.
+	return SockmapVerdict(f, o, exe)
+}
+
+// SockmapVerdict is what auto picks when the splice engine cannot run:
+// sockmap if it passes the behavioural self-test, else off. The test runs
+// once per node and kernel (exe runs the child); the verdict is cached in
+// the node's meta map.
+func SockmapVerdict(f Features, o *node.Objects, exe string) (Decision, error) {
 	if err := f.SockmapReady(); err != nil {
 		return Decision{Engine: Off, Reason: "sockmap engine unusable: " + err.Error()}, nil
 	}
@@ -76,4 +87,19 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 		return Decision{}, fmt.Errorf("caching self-test result: %w", err)
 	}
 	return Decision{Engine: st.Engine, Reason: st.Reason, Detail: st.Details}, nil
+}
+
+// spliceReady returns why the splice engine cannot run, or nil. Without
+// node objects (o nil) the kfuncs alone decide.
+func spliceReady(f Features, o *node.Objects) error {
+	if !f.SpliceKfunc {
+		return fmt.Errorf("the kernel has no %s kfunc (the %s kernel module is not loaded)", SpliceKfunc, SpliceModule)
+	}
+	if o != nil && o.Splice == nil {
+		if o.SpliceErr != nil {
+			return o.SpliceErr
+		}
+		return errors.New("the splice engine's program is not loaded on this node")
+	}
+	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -71,5 +73,54 @@ func TestDecideForcedModes(t *testing.T) {
 	}
 	if _, err := Decide("turbo", ready, nil, ""); err == nil {
 		t.Errorf("unknown mode accepted")
+	}
+}
+
+func TestDecideSplice(t *testing.T) {
+	noKfunc := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup"}
+	kfunc := noKfunc
+	kfunc.SpliceKfunc = true
+	noSockmap := kfunc
+	noSockmap.SkMsg = false // auto falls back to off without a self-test
+	neither := noSockmap
+	neither.SpliceKfunc = false
+	loaded := &node.Objects{Splice: &ebpf.Program{}}
+	failed := &node.Objects{SpliceErr: errors.New("verifier says no")}
+	missing := &node.Objects{}
+
+	cases := []struct {
+		name   string
+		mode   string
+		f      Features
+		o      *node.Objects
+		engine string // "" means ErrUnavailable
+		want   string // in the reason or the error
+	}{
+		{"forced, no kfunc", Splice, noKfunc, loaded, "", SpliceKfunc},
+		{"forced, no kfunc, no objects (STATUS)", Splice, noKfunc, nil, "", SpliceModule},
+		{"forced, kfunc, no objects (STATUS)", Splice, kfunc, nil, Splice, "forced"},
+		{"forced, kfunc, program loaded", Splice, kfunc, loaded, Splice, "forced"},
+		{"forced, kfunc, program failed", Splice, kfunc, failed, "", "verifier says no"},
+		{"forced, kfunc, program missing", Splice, kfunc, missing, "", "not loaded"},
+		// auto never picks splice before it has a self-test of its own.
+		{"auto, kfunc, program loaded", Auto, noSockmap, loaded, Off, "sk_msg"},
+		{"auto default mode, kfunc", "", noSockmap, loaded, Off, "sk_msg"},
+		{"auto, kfunc, program failed", Auto, noSockmap, failed, Off, "sk_msg"},
+		{"auto, no kfunc", Auto, neither, nil, Off, "sk_msg"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Decide(tc.mode, tc.f, tc.o, "")
+			if tc.engine == "" {
+				var unavail *ErrUnavailable
+				if !errors.As(err, &unavail) || unavail.Engine != Splice || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("Decide = %+v, %v; want ErrUnavailable for splice naming %q", d, err, tc.want)
+				}
+				return
+			}
+			if err != nil || d.Engine != tc.engine || !strings.Contains(d.Reason, tc.want) {
+				t.Errorf("Decide = %+v, %v; want engine %s, reason naming %q", d, err, tc.engine, tc.want)
+			}
+		})
 	}
 }

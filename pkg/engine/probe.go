@@ -8,18 +8,19 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/node"
 )
 
-// SpliceKfunc is the kfunc the splice engine's kernel module provides.
-const SpliceKfunc = "bpf_sock_splice_pair"
+// SpliceKfunc is the kfunc the splice engine's kernel module provides (with
+// sbpf.SpliceKfuncListen).
+const SpliceKfunc = sbpf.SpliceKfuncPair
 
 // Features is what the running kernel offers.
 type Features struct {
@@ -28,7 +29,7 @@ type Features struct {
 	SkMsg       bool   `json:"skMsg"`
 	SockHash    bool   `json:"sockHash"`
 	CgroupRoot  string `json:"cgroupRoot,omitempty"`
-	SpliceKfunc bool   `json:"spliceKfunc"`
+	SpliceKfunc bool   `json:"spliceKfunc"` // both of the splice engine's kfuncs
 }
 
 // Probe inspects the running kernel. It loads nothing that stays.
@@ -44,7 +45,7 @@ func Probe() Features {
 	if root, err := cgroup.Root(); err == nil {
 		f.CgroupRoot = root
 	}
-	f.SpliceKfunc = haveKfunc(SpliceKfunc)
+	f.SpliceKfunc = node.HaveSpliceKfuncs()
 	return f
 }
 
@@ -70,19 +71,4 @@ func (f Features) SockmapReady() error {
 }
 
 // SpliceModule is the kernel module that provides SpliceKfunc.
-const SpliceModule = "socksplice"
-
-// haveKfunc looks for a kernel function in the splice module's BTF. Only
-// that module provides it, and parsing vmlinux BTF (megabytes) cost every
-// ADD 25-45 ms on a node where the module is not even loaded.
-func haveKfunc(name string) bool {
-	if _, err := os.Stat("/sys/kernel/btf/" + SpliceModule); err != nil {
-		return false
-	}
-	spec, err := btf.LoadKernelModuleSpec(SpliceModule)
-	if err != nil {
-		return false
-	}
-	var fn *btf.Func
-	return spec.TypeByName(name, &fn) == nil
-}
+const SpliceModule = sbpf.SpliceModule

@@ -2,8 +2,8 @@
 // Copyright 2026 The socksplice Authors
 
 // Package enroll enrolls a container's network namespace into the node's
-// pairing maps and attaches the sock_ops program where the container's
-// sockets will meet it; and undoes exactly that.
+// pairing maps and attaches its engine's sock_ops program where the
+// container's sockets will meet it; and undoes exactly that.
 package enroll
 
 import (
@@ -26,6 +26,7 @@ import (
 
 // Policy is what the BPF programs apply to one container's flows.
 type Policy struct {
+	Splice     bool // the splice engine, not sockmap, pairs the container's flows
 	Loopback   bool
 	Ports      []uint16
 	BusyPollUs uint32
@@ -51,8 +52,11 @@ type Info struct {
 	How         cgroup.How
 }
 
-// NodeLinkName is the pin name of the node-level sock_ops link.
-const NodeLinkName = "node-sockops"
+// Pin names of the node-level sock_ops links, one per engine.
+const (
+	NodeLinkName       = "node-sockops"
+	NodeSpliceLinkName = "node-splice"
+)
 
 // NetnsCookie returns the kernel's cookie of the netns at path: the BPF
 // programs see the same value through bpf_get_netns_cookie.
@@ -80,7 +84,10 @@ func LinkPin(o *node.Objects, network, containerID, ifname string) string {
 	return filepath.Join(o.Dir, node.ContainersDir, name)
 }
 
-func nodeLinkPin(o *node.Objects) string {
+func nodeLinkPin(o *node.Objects, splice bool) string {
+	if splice {
+		return filepath.Join(o.Dir, node.LinksDir, NodeSpliceLinkName)
+	}
 	return filepath.Join(o.Dir, node.LinksDir, NodeLinkName)
 }
 
@@ -88,6 +95,9 @@ func policyValue(p Policy) sbpf.SocksplicePolicy {
 	v := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled, BusyPollUs: p.BusyPollUs, RingKib: p.RingKiB}
 	if p.Loopback {
 		v.Flags |= sbpf.PolicyLoopback
+	}
+	if p.Splice {
+		v.Flags |= sbpf.PolicySplice
 	}
 	n := min(len(p.Ports), sbpf.MaxPorts)
 	v.Nports = uint16(n)
@@ -100,6 +110,12 @@ func Add(o *node.Objects, a Attachment) (info Info, err error) {
 	if len(a.Addrs) > node.MaxAddrs {
 		return info, fmt.Errorf("prevResult: %d addresses on %s, at most %d are supported", len(a.Addrs), a.IfName, node.MaxAddrs)
 	}
+	prog := o.SockOps
+	if a.Policy.Splice {
+		if prog = o.Splice; prog == nil {
+			return info, errors.New("the splice engine's program is not loaded on this node")
+		}
+	}
 	cookie, err := NetnsCookie(a.Netns)
 	if err != nil {
 		return info, err
@@ -107,6 +123,9 @@ func Add(o *node.Objects, a Attachment) (info Info, err error) {
 	info.NetnsCookie = cookie
 	key := node.RecordKey(a.Network, a.ContainerID, a.IfName)
 	rec := node.Record{Netns: cookie, Domain: a.Domain}
+	if a.Policy.Splice {
+		rec.Flags |= node.RecordSplice
+	}
 	for i, ad := range a.Addrs {
 		rec.Addrs[i] = ad.As16()
 	}
@@ -149,10 +168,10 @@ func Add(o *node.Objects, a Attachment) (info Info, err error) {
 	}
 	info.Cgroup, info.How = dir, how
 	if how == cgroup.NodeLevel {
-		err = cgroup.Attach(dir, o.SockOps, nodeLinkPin(o))
+		err = cgroup.Attach(dir, prog, nodeLinkPin(o, a.Policy.Splice))
 		rec.Flags |= node.RecordNodeLink
 	} else {
-		err = cgroup.Attach(dir, o.SockOps, LinkPin(o, a.Network, a.ContainerID, a.IfName))
+		err = cgroup.Attach(dir, prog, LinkPin(o, a.Network, a.ContainerID, a.IfName))
 		rec.Flags |= node.RecordCgroupLink
 	}
 	if err != nil {
@@ -233,7 +252,10 @@ func ignoreMissing(err error) error {
 	return err
 }
 
-// Check verifies that an attachment is still enrolled and attached.
+// Check verifies that an attachment is still enrolled and attached, with
+// the engine ADD recorded: auto may pick another one by now (the splice
+// module was loaded since), and the container keeps its engine until it is
+// added again.
 func Check(o *node.Objects, a Attachment) error {
 	key := node.RecordKey(a.Network, a.ContainerID, a.IfName)
 	rec, ok, err := o.GetRecord(key)
@@ -254,6 +276,8 @@ func Check(o *node.Objects, a Attachment) error {
 	if err := o.Enroll.Lookup(cookie, &pol); err != nil {
 		return fmt.Errorf("container %s: netns not in the enrollment map: %w", a.ContainerID, err)
 	}
+	splice := rec.Flags&node.RecordSplice != 0
+	a.Policy.Splice = splice
 	if want := policyValue(a.Policy); pol != want {
 		return fmt.Errorf("container %s: enrolled policy differs from the config", a.ContainerID)
 	}
@@ -266,10 +290,17 @@ func Check(o *node.Objects, a Attachment) error {
 	}
 	pin := LinkPin(o, a.Network, a.ContainerID, a.IfName)
 	if rec.Flags&node.RecordNodeLink != 0 {
-		pin = nodeLinkPin(o)
+		pin = nodeLinkPin(o, splice)
 	}
 	if _, err := os.Stat(pin); err != nil {
 		return fmt.Errorf("container %s: sock_ops link %s is missing", a.ContainerID, pin)
+	}
+	runs, err := node.LinkRunsSplice(pin)
+	if err != nil {
+		return fmt.Errorf("container %s: sock_ops link %s: %w", a.ContainerID, pin, err)
+	}
+	if runs != splice {
+		return fmt.Errorf("container %s: sock_ops link %s runs the other engine's program", a.ContainerID, pin)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -53,6 +54,13 @@ type Objects struct {
 
 	SockOps *ebpf.Program
 	Msg     *ebpf.Program
+
+	// Splice is the splice engine's sock_ops program (bpf/splice.c),
+	// sharing the maps above. It is nil when the kernel lacks the
+	// engine's kfuncs (the socksplice module is not loaded) or, with
+	// SpliceErr saying why, when it failed to load although they exist.
+	Splice    *ebpf.Program
+	SpliceErr error
 
 	lock *os.File
 }
@@ -89,8 +97,32 @@ var bpfMaps = map[string]string{
 }
 
 var progs = map[string]string{
-	"sockops": "socksplice_sockops",
-	"msg":     "socksplice_msg",
+	"sockops": sbpf.SockspliceProgSockspliceSockops,
+	"msg":     sbpf.SockspliceProgSockspliceMsg,
+}
+
+// splicePin is the pin name of the splice engine's program under ProgsDir.
+const splicePin = "splice"
+
+// HaveSpliceKfuncs says whether the running kernel has the splice engine's
+// kfuncs. It looks in the socksplice module's BTF only: only that module
+// provides them, and parsing vmlinux BTF (megabytes) cost every ADD 25-45
+// ms on a node where the module is not even loaded.
+func HaveSpliceKfuncs() bool {
+	if _, err := os.Stat("/sys/kernel/btf/" + sbpf.SpliceModule); err != nil {
+		return false
+	}
+	spec, err := btf.LoadKernelModuleSpec(sbpf.SpliceModule)
+	if err != nil {
+		return false
+	}
+	for _, name := range []string{sbpf.SpliceKfuncPair, sbpf.SpliceKfuncListen} {
+		var fn *btf.Func
+		if spec.TypeByName(name, &fn) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Stamp is this build's object stamp, as stored in Meta.
@@ -127,6 +159,10 @@ func Load(dir string) (*Objects, error) {
 		meta, merr := o.ReadMeta()
 		if merr == nil && meta.Stamp == Stamp() {
 			o.lock = lock
+			// The module may have been loaded since the node was set up.
+			if o.Splice == nil && HaveSpliceKfuncs() {
+				o.SpliceErr = o.loadSplice(nil)
+			}
 			return o, nil
 		}
 		o.closeObjs()
@@ -185,6 +221,12 @@ func openPinned(dir string) (*Objects, error) {
 	if err == nil {
 		o.Msg, err = ebpf.LoadPinnedProgram(progPin(dir, "msg"), nil)
 	}
+	if err == nil {
+		o.Splice, err = ebpf.LoadPinnedProgram(progPin(dir, splicePin), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil // no splice engine on this node
+		}
+	}
 	if err != nil {
 		o.closeObjs()
 		return nil, err
@@ -194,7 +236,7 @@ func openPinned(dir string) (*Objects, error) {
 
 // install loads this build's objects, reusing every pinned map whose layout
 // still matches (so live pairings and enrollments survive an upgrade), pins
-// them, moves every pinned cgroup link to the new sock_ops program and
+// them, moves every pinned cgroup link to the new program of its engine and
 // stamps the node last, so a crash midway makes the next ADD redo it.
 func install(dir string) (*Objects, error) {
 	spec, err := sbpf.LoadSocksplice()
@@ -270,6 +312,13 @@ func install(dir string) (*Objects, error) {
 			return nil, err
 		}
 	}
+	// The splice engine is optional: without its kfuncs the node runs the
+	// sockmap engine alone, as before.
+	if HaveSpliceKfuncs() {
+		o.SpliceErr = o.loadSplice(nil)
+	} else if err := os.Remove(progPin(dir, splicePin)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 
 	// A map-attached sk_msg program replaces its predecessor in place;
 	// sockets already in the map keep the program they were paired with.
@@ -293,6 +342,47 @@ func install(dir string) (*Objects, error) {
 	}
 	ok = true
 	return o, nil
+}
+
+// loadSplice loads the splice engine's program (from spec; nil: this
+// build's splice.o) with the node's maps in place of its own, so that both
+// engines share one enrollment and one set of counters, and pins it. On
+// failure no splice program stays pinned: an older build's would use maps
+// this build may have replaced.
+func (o *Objects) loadSplice(spec *ebpf.CollectionSpec) error {
+	pin := progPin(o.Dir, splicePin)
+	err := func() error {
+		if spec == nil {
+			var err error
+			if spec, err = sbpf.LoadSplice(); err != nil {
+				return err
+			}
+		}
+		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+			MapReplacements: map[string]*ebpf.Map{
+				"enroll":       o.Enroll,
+				"local_addrs":  o.LocalAddrs,
+				"domain_addrs": o.DomainAddrs,
+				".bss":         o.Counters,
+			},
+		})
+		if err != nil {
+			return err
+		}
+		defer coll.Close()
+		p := coll.DetachProgram(sbpf.SpliceProgSockspliceSplice)
+		if err := repin(p, pin); err != nil {
+			p.Close()
+			return err
+		}
+		o.Splice = p
+		return nil
+	}()
+	if err != nil {
+		os.Remove(pin)
+		return fmt.Errorf("loading the splice engine's program: %w", err)
+	}
+	return nil
 }
 
 // goMap opens or creates a map only Go uses; one whose layout changed is
@@ -332,7 +422,8 @@ func repin(obj pinner, path string) error {
 	return nil
 }
 
-// updateLinks points every pinned cgroup link at the current sock_ops program.
+// updateLinks points every pinned cgroup link at this build's program of
+// the engine the link runs.
 func (o *Objects) updateLinks() error {
 	for _, d := range []string{LinksDir, ContainersDir} {
 		ents, err := os.ReadDir(filepath.Join(o.Dir, d))
@@ -341,18 +432,68 @@ func (o *Objects) updateLinks() error {
 		}
 		for _, e := range ents {
 			path := filepath.Join(o.Dir, d, e.Name())
-			l, err := link.LoadPinnedLink(path, nil)
-			if err != nil {
-				return fmt.Errorf("opening link %s: %w", path, err)
-			}
-			err = l.Update(o.SockOps)
-			l.Close()
-			if err != nil {
-				return fmt.Errorf("moving link %s to the new program: %w", path, err)
+			if err := o.updateLink(path); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+func (o *Objects) updateLink(path string) error {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return fmt.Errorf("opening link %s: %w", path, err)
+	}
+	defer l.Close()
+	splice, err := runsSplice(l)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", path, err)
+	}
+	prog := o.SockOps
+	if splice {
+		if o.Splice == nil {
+			// This build's splice program failed to load (the module
+			// cannot go while a splice program exists): the link
+			// keeps its old one rather than switch engines.
+			return nil
+		}
+		prog = o.Splice
+	}
+	if err := l.Update(prog); err != nil {
+		return fmt.Errorf("moving link %s to the new program: %w", path, err)
+	}
+	return nil
+}
+
+// LinkRunsSplice says whether the link pinned at path runs the splice
+// engine's program (else the sockmap engine's).
+func LinkRunsSplice(path string) (bool, error) {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return false, err
+	}
+	defer l.Close()
+	return runsSplice(l)
+}
+
+// runsSplice says whether a link runs a splice engine program, of any
+// build: the kernel keeps the program's name, cut to 15 characters.
+func runsSplice(l link.Link) (bool, error) {
+	info, err := l.Info()
+	if err != nil {
+		return false, err
+	}
+	p, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		return false, fmt.Errorf("opening its program: %w", err)
+	}
+	defer p.Close()
+	pi, err := p.Info()
+	if err != nil {
+		return false, err
+	}
+	return pi.Name != "" && strings.HasPrefix(sbpf.SpliceProgSockspliceSplice, pi.Name), nil
 }
 
 // ReadMeta returns the node's stored metadata (zero if never written).
@@ -390,7 +531,7 @@ func (o *Objects) closeObjs() {
 			m.Close()
 		}
 	}
-	for _, p := range []*ebpf.Program{o.SockOps, o.Msg} {
+	for _, p := range []*ebpf.Program{o.SockOps, o.Msg, o.Splice} {
 		if p != nil {
 			p.Close()
 		}

@@ -27,7 +27,15 @@ import (
 )
 
 var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "attachments", "meta"}
-var progPins = []string{"sockops", "msg"}
+
+// progPins are the programs a Load pins: the splice engine's only where the
+// kernel has its kfuncs (the VM loads the module; this host has none).
+var progPins = func() []string {
+	if node.HaveSpliceKfuncs() {
+		return []string{"sockops", "msg", "splice"}
+	}
+	return []string{"sockops", "msg"}
+}()
 
 func needRoot(t *testing.T) {
 	t.Helper()
@@ -139,11 +147,17 @@ func objIDs(t *testing.T, o *node.Objects) ids {
 			"attachments":  mapID(t, o.Attach),
 			"meta":         mapID(t, o.Meta),
 		},
-		Progs: map[string]ebpf.ProgramID{
-			"sockops": progID(t, o.SockOps),
-			"msg":     progID(t, o.Msg),
-		},
+		Progs: progIDs(t, o),
 	}
+}
+
+func progIDs(t *testing.T, o *node.Objects) map[string]ebpf.ProgramID {
+	t.Helper()
+	out := map[string]ebpf.ProgramID{"sockops": progID(t, o.SockOps), "msg": progID(t, o.Msg)}
+	if o.Splice != nil {
+		out["splice"] = progID(t, o.Splice)
+	}
+	return out
 }
 
 // pinnedIDs opens what is pinned under dir and returns its IDs.
@@ -435,7 +449,11 @@ func TestConcurrentLoad(t *testing.T) {
 				}
 				s.Maps[name], _ = info.ID()
 			}
-			for name, p := range map[string]*ebpf.Program{"sockops": o.SockOps, "msg": o.Msg} {
+			ps := map[string]*ebpf.Program{"sockops": o.SockOps, "msg": o.Msg}
+			if o.Splice != nil {
+				ps["splice"] = o.Splice
+			}
+			for name, p := range ps {
 				info, err := p.Info()
 				if err != nil {
 					errs[i] = err
@@ -622,5 +640,71 @@ func TestReloadAfterWipe(t *testing.T) {
 	}
 	if got, want := dirNames(t, filepath.Join(dir, node.ProgsDir)), sorted(progPins); !slices.Equal(got, want) {
 		t.Errorf("progs/ = %v, want %v", got, want)
+	}
+}
+
+// Without the socksplice module the splice program is absent and Load
+// works as before; a splice pin left behind goes at the next install.
+func TestSpliceAbsentWithoutKfuncs(t *testing.T) {
+	needRoot(t)
+	if node.HaveSpliceKfuncs() {
+		t.Skip("SKIP: the kernel has the splice kfuncs (socksplice module loaded)")
+	}
+	dir := pinDir(t)
+	o := load(t, dir)
+	if o.Splice != nil || o.SpliceErr != nil {
+		t.Errorf("Splice = %v, SpliceErr = %v; want both nil without the kfuncs", o.Splice, o.SpliceErr)
+	}
+	stale := filepath.Join(dir, node.ProgsDir, "splice")
+	if err := o.SockOps.Pin(stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.WriteMeta(node.Meta{Stamp: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+
+	o2 := load(t, dir)
+	defer o2.Close()
+	if o2.Splice != nil || o2.SpliceErr != nil {
+		t.Errorf("after upgrade: Splice = %v, SpliceErr = %v; want both nil", o2.Splice, o2.SpliceErr)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale splice pin survived the upgrade: %v", err)
+	}
+}
+
+// A counters map of another layout (the 64-byte slots of older builds) is
+// replaced, not reused, and ReadCounters refuses a map it cannot parse.
+func TestUpgradeRecreatesCountersOfOldLayout(t *testing.T) {
+	needRoot(t)
+	dir := pinDir(t)
+	if err := os.MkdirAll(filepath.Join(dir, node.MapsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Name: "old_bss", Type: ebpf.Array, KeySize: 4,
+		ValueSize: sbpf.MaxCPUs * 8 * 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Pin(filepath.Join(dir, node.MapsDir, "counters")); err != nil {
+		t.Fatal(err)
+	}
+	wrong := node.Objects{Counters: old}
+	if _, err := wrong.ReadCounters(); err == nil {
+		t.Errorf("ReadCounters parsed a map of the old layout")
+	}
+
+	o := load(t, dir)
+	defer o.Close()
+	if got, want := o.Counters.ValueSize(), uint32(sbpf.MaxCPUs*sbpf.SlotWords*8); got != want {
+		t.Errorf("counters map holds %d bytes after the upgrade, want %d", got, want)
+	}
+	if mapID(t, o.Counters) == mapID(t, old) {
+		t.Errorf("old-layout counters map reused")
+	}
+	if c, err := o.ReadCounters(); err != nil || c != (node.Counters{}) {
+		t.Errorf("ReadCounters = %+v, %v; want zero", c, err)
 	}
 }

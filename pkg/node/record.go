@@ -51,6 +51,7 @@ func (r *Record) Identity(key [32]byte) (network, containerID, ifname string, ok
 const (
 	RecordCgroupLink = 1 // a per-container cgroup link is pinned
 	RecordNodeLink   = 2 // the node-level link selects this container
+	RecordSplice     = 4 // enrolled for the splice engine (its program is attached)
 )
 
 // RecordKey derives the record key from the attachment's identity.

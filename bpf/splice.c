@@ -1,0 +1,98 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/* socksplice splice engine: hand the two ends of a same-host flow to the
+ * socksplice kernel module, which pairs them and moves their payload from
+ * then on (bpf_sock_splice_pair, at ESTABLISHED), and prepare the listeners
+ * of enrolled netns so that accepted sockets can be spliced too
+ * (bpf_sock_splice_listen, at listen()).
+ *
+ * Which flows qualify, and who the peer is, is decided exactly as for the
+ * sockmap engine (resolve() in common.h). The module matches the two ends
+ * by {netns, tuple}. The plugin loads this object with socksplice.o's maps,
+ * so enrollment, addresses and counters are one set for both engines.
+ */
+#include "common.h"
+
+
+/* The kfunc ABI: the module defines the same (kernel/module/socksplice.h). */
+struct bpf_sock_splice_args {
+	__u64 self_netns;
+	__u64 peer_netns;
+	__u32 local_ip[4];  /* IPv6 or v4-mapped, network order */
+	__u32 remote_ip[4];
+	__u16 local_port;   /* host order */
+	__u16 remote_port;
+	__u32 busy_poll_us;
+	__u32 ring_kib;
+	__u32 flags;
+};
+
+_Static_assert(sizeof(struct bpf_sock_splice_args) == 64, "kfunc ABI: args are 64 bytes");
+
+/* 0: the socket is now pending or paired; 1: it already was; <0: refused,
+ * it stays plain TCP. */
+extern int bpf_sock_splice_pair(struct bpf_sock_ops *skops,
+				struct bpf_sock_splice_args *args, __u32 args__sz) __ksym;
+/* Prepares a listener so that its accepted sockets can be spliced: 0, 1
+ * when it already was, <0 when it cannot be. */
+extern int bpf_sock_splice_listen(struct bpf_sock_ops *skops) __ksym;
+
+static __always_inline void splice_pair(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock_splice_args args = {};
+	struct flow f = {};
+	struct policy *pol;
+	int err;
+
+	pol = resolve(skops, POL_SPLICE, &f);
+	if (!pol)
+		return;
+
+	args.self_netns = f.netns;
+	args.peer_netns = f.peerns;
+	__builtin_memcpy(args.local_ip, f.local, sizeof(args.local_ip));
+	__builtin_memcpy(args.remote_ip, f.remote, sizeof(args.remote_ip));
+	args.local_port = f.lport;
+	args.remote_port = f.rport;
+	args.busy_poll_us = pol->busy_poll_us;
+	args.ring_kib = pol->ring_kib;
+	args.flags = 0;
+
+	/* 1: already handed over by a program on another cgroup level (the
+	 * node-level link and the container's both run). */
+	err = bpf_sock_splice_pair(skops, &args, sizeof(args));
+	if (err == 0)
+		count(C_SPLICE_PAIRED, 1);
+	else if (err < 0)
+		count(C_SPLICE_REFUSED, 1);
+}
+
+static __always_inline void splice_listen(struct bpf_sock_ops *skops)
+{
+	if (skops->family != AF_INET && skops->family != AF_INET6)
+		return;
+	/* Which accepted sockets will qualify is not known yet (ports,
+	 * peers): enrollment alone decides. */
+	if (!enrolled(bpf_get_netns_cookie(skops), POL_SPLICE))
+		return;
+	if (bpf_sock_splice_listen(skops) < 0)
+		count(C_SPLICE_LISTEN_FAIL, 1);
+}
+
+SEC("sockops")
+int socksplice_splice(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		splice_listen(skops);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		splice_pair(skops);
+		break;
+	}
+	return 1;
+}
+
+char _license[] SEC("license") = "GPL";

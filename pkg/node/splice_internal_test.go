@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package node
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/cgroup"
+)
+
+// connChildEnv turns the test binary into a child that makes loopback
+// connections in its own netns, one per "go" line on stdin.
+const connChildEnv = "SOCKSPLICE_NODE_TEST_CONN_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(connChildEnv) != "" {
+		if err := connChild(); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func connChild() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return err
+	}
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ready %d\n", cookie)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() && in.Text() == "go" {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		buf := []byte("x")
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(s, buf); err != nil {
+			return err
+		}
+		c.Close()
+		s.Close()
+		ln.Close()
+		fmt.Println("done")
+	}
+	return nil
+}
+
+// stubKfuncs turns the splice program's kfunc calls into "return 0", so
+// the rest of it (peer resolution, counters, the shared maps) can load and
+// run on a kernel without the socksplice module.
+func stubKfuncs(t *testing.T, spec *ebpf.CollectionSpec) {
+	t.Helper()
+	p := spec.Programs[sbpf.SpliceProgSockspliceSplice]
+	n := 0
+	for i, ins := range p.Instructions {
+		if ins.IsKfuncCall() {
+			p.Instructions[i] = asm.Mov.Imm(asm.R0, 0)
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("stubbed %d kfunc calls, want 2 (pair and listen)", n)
+	}
+}
+
+// stubbedNode loads a node under a fresh pin directory (removed at
+// cleanup) whose splice program is the one with stubbed kfuncs.
+func stubbedNode(t *testing.T, name string) *Objects {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root (loads BPF programs, creates cgroups and a netns)")
+	}
+	dir := filepath.Join("/sys/fs/bpf", "socksplice-unittest-"+name+"-"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	o, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Splice != nil { // the real one, where the module is loaded
+		o.Splice.Close()
+		o.Splice = nil
+	}
+	spec, err := sbpf.LoadSplice()
+	if err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	stubKfuncs(t, spec)
+	if err := o.loadSplice(spec); err != nil {
+		o.Close()
+		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
+	}
+	if _, err := os.Stat(progPin(dir, splicePin)); err != nil {
+		t.Errorf("splice program not pinned: %v", err)
+	}
+	return o
+}
+
+func mkCgroup(t *testing.T, parent string) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	dir := filepath.Join(parent, "socksplice-unittest-"+strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Rmdir(dir) })
+	return dir
+}
+
+func attach(t *testing.T, dir string, p *ebpf.Program) {
+	t.Helper()
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+}
+
+// TestSpliceProgramSharesMaps loads the splice program, kfuncs stubbed,
+// with a node's maps, and runs loopback connections through it in a child
+// netns: it must pass the verifier, read the shared enrollment, count into
+// the shared counters for each program level that hands a socket over,
+// and each engine must leave the other's netns alone.
+func TestSpliceProgramSharesMaps(t *testing.T) {
+	o := stubbedNode(t, "splice")
+	defer o.Close()
+
+	root, err := cgroup.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := mkCgroup(t, root)
+	inner := mkCgroup(t, outer)
+	attach(t, outer, o.Splice) // as a node-level link would
+	attach(t, inner, o.Splice)
+	attach(t, inner, o.SockOps)
+
+	cg, err := os.Open(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), connChildEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWNET,
+		UseCgroupFD: true,
+		CgroupFD:    int(cg.Fd()),
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	out := bufio.NewReader(stdout)
+	line, _ := out.ReadString('\n')
+	cs, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	if !ok {
+		t.Fatalf("child: %q", line)
+	}
+	cookie, err := strconv.ParseUint(cs, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Enroll.Delete(cookie)
+
+	connect := func(flags uint32) Counters {
+		t.Helper()
+		pol := sbpf.SocksplicePolicy{Flags: flags, BusyPollUs: 50, RingKib: 64}
+		if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+		before, err := o.ReadCounters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(stdin, "go\n")
+		if line, _ := out.ReadString('\n'); line != "done\n" {
+			t.Fatalf("child: %q", line)
+		}
+		after, err := o.ReadCounters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Counters{
+			Paired:        after.Paired - before.Paired,
+			SplicePaired:  after.SplicePaired - before.SplicePaired,
+			SpliceRefused: after.SpliceRefused - before.SpliceRefused,
+			PolicyRefused: after.PolicyRefused - before.PolicyRefused,
+			NoPeer:        after.NoPeer - before.NoPeer,
+		}
+	}
+
+	// Splice-enrolled: both ends handed over by both levels (the stub
+	// answers 0 each time; the module answers 1 to the second call),
+	// sockmap stays out.
+	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback | sbpf.PolicySplice); d != (Counters{SplicePaired: 4}) {
+		t.Errorf("splice-enrolled loopback connection: counters moved %+v, want splicePaired 4 only", d)
+	}
+	// Sockmap-enrolled: the splice program stays out.
+	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback); d != (Counters{Paired: 2}) {
+		t.Errorf("sockmap-enrolled loopback connection: counters moved %+v, want paired 2 only", d)
+	}
+	// Loopback not allowed: refused by policy, by both splice programs.
+	if d := connect(sbpf.PolicyEnabled | sbpf.PolicySplice); d != (Counters{PolicyRefused: 4}) {
+		t.Errorf("splice-enrolled without loopback: counters moved %+v, want policyRefused 4 only", d)
+	}
+}
+
+// An upgrade moves each pinned link to this build's program of the engine
+// it runs; without this build's splice program a splice link keeps its own.
+func TestUpgradeMovesLinksByEngine(t *testing.T) {
+	o := stubbedNode(t, "links")
+	dir := o.Dir
+	root, err := cgroup.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := mkCgroup(t, root)
+	sockmapPin := filepath.Join(dir, ContainersDir, "a")
+	spliceLink := filepath.Join(dir, ContainersDir, "b")
+	if err := cgroup.Attach(cg, o.SockOps, sockmapPin); err != nil {
+		t.Fatal(err)
+	}
+	if err := cgroup.Attach(cg, o.Splice, spliceLink); err != nil {
+		t.Fatal(err)
+	}
+	for pin, want := range map[string]bool{sockmapPin: false, spliceLink: true} {
+		if got, err := LinkRunsSplice(pin); err != nil || got != want {
+			t.Errorf("LinkRunsSplice(%s) = %v, %v; want %v", pin, got, err, want)
+		}
+	}
+	oldSplice := progIDOf(t, o.Splice)
+	if err := o.WriteMeta(Meta{Stamp: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+
+	o2, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	if got, want := linkProg(t, sockmapPin), progIDOf(t, o2.SockOps); got != want {
+		t.Errorf("sockmap link runs program %d, want the new sockops %d", got, want)
+	}
+	want := oldSplice
+	if o2.Splice != nil {
+		want = progIDOf(t, o2.Splice)
+	}
+	if got := linkProg(t, spliceLink); got != want {
+		t.Errorf("splice link runs program %d, want %d (new splice program loaded: %v)", got, want, o2.Splice != nil)
+	}
+	os.Remove(sockmapPin)
+	os.Remove(spliceLink)
+}
+
+func progIDOf(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+func linkProg(t *testing.T, pin string) ebpf.ProgramID {
+	t.Helper()
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Program
+}
