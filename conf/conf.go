@@ -49,9 +49,11 @@ var modes = []Mode{ModeAuto, ModeSockmap, ModeSplice, ModeOff}
 const (
 	// DefaultPinDir is the bpffs directory where maps and links are pinned.
 	DefaultPinDir = "/sys/fs/bpf/socksplice"
-	// DefaultRingKiB is the per-connection ring size used when ringKiB is
-	// omitted or 0.
-	DefaultRingKiB = 16
+	// DefaultRingKiB is the per-direction ring capacity used when ringKiB
+	// is omitted. Its pages are allocated only as the peer leaves bytes
+	// unread, so the size is a bound, not a cost: 1 MiB lets a writer run
+	// as far ahead of a reader as TCP's default buffers do.
+	DefaultRingKiB = 1024
 	// MinRingKiB is the smallest ring: one 4 KiB page.
 	MinRingKiB = 4
 	// MaxRingKiB caps a per-connection ring at 4 MiB so that a few thousand
@@ -134,7 +136,7 @@ func invalid(format string, a ...any) *types.Error {
 }
 
 // Parse decodes and validates a plugin config (the stdin of a CNI
-// invocation), fills defaults (mode auto, ringKiB 16, pinDir default), parses
+// invocation), fills defaults (mode auto, ringKiB 1024, pinDir default), parses
 // prevResult if present into conf.PrevResult, and returns a *types.Error on
 // any problem.
 func Parse(data []byte) (*NetConf, error) {

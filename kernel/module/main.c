@@ -16,6 +16,7 @@
 #include "socksplice.h"
 
 DEFINE_PER_CPU(struct ss_stats, ss_stats);
+atomic_long_t ss_live_socks, ss_live_pairs, ss_live_ring_bytes;
 
 __bpf_kfunc_start_defs();
 
@@ -102,9 +103,11 @@ static int ss_stats_get(char *buf, const struct kernel_param *kp)
 		t.busy_polls += s->busy_polls;
 	}
 	return sysfs_emit(buf, "paired %llu\nrefused %llu\nring_bytes %llu\n"
-			  "ring_full_waits %llu\nbusy_polls %llu\nbusy_poll_hits %llu\n",
+			  "ring_full_waits %llu\nbusy_polls %llu\nbusy_poll_hits %llu\n"
+			  "live_socks %ld\nlive_pairs %ld\nlive_ring_bytes %ld\n",
 			  t.paired, t.refused, t.ring_bytes, t.ring_full_waits,
-			  t.busy_polls, t.busy_poll_hits);
+			  t.busy_polls, t.busy_poll_hits, atomic_long_read(&ss_live_socks),
+			  atomic_long_read(&ss_live_pairs), atomic_long_read(&ss_live_ring_bytes));
 }
 
 static const struct kernel_param_ops ss_stats_ops = {

@@ -62,6 +62,7 @@ static void ss_fill_keys(struct ss_sock *ss, const struct bpf_sock_splice_args *
 static void ss_install(struct sock *sk, struct ss_sock *ss, int fam, bool passive)
 {
 	__module_get(THIS_MODULE);
+	atomic_long_inc(&ss_live_socks);
 	__rcu_assign_sk_user_data_with_flags(sk, ss, SK_USER_DATA_NOCOPY);
 	WRITE_ONCE(sk->sk_prot, &ss_fam[fam].prot);
 	/* A passive socket's ops came from its prepared listener at accept
@@ -132,6 +133,7 @@ int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 		ss->pair = p;
 		ss->side = 1;
 		ss->state = SP_PAIRED;
+		atomic_long_inc(&ss_live_pairs);
 		ss_install(sk, ss, fam, passive);
 		/* Publishes pair before state for lockless readers. */
 		smp_store_release(&e->state, SP_PAIRED);
@@ -189,6 +191,7 @@ bool ss_peer_gone(struct ss_sock *ss)
 static void ss_pair_put(struct ss_pair *p)
 {
 	if (refcount_dec_and_test(&p->ref)) {
+		atomic_long_dec(&ss_live_pairs);
 		ss_ring_free(p->ring[0]);
 		ss_ring_free(p->ring[1]);
 		kfree(p);
@@ -244,5 +247,6 @@ void ss_teardown(struct sock *sk)
 	rcu_assign_sk_user_data(sk, NULL);
 	ss_ring_free(ss->ring);
 	kfree(ss);
+	atomic_long_dec(&ss_live_socks);
 	module_put(THIS_MODULE);
 }

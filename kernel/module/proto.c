@@ -66,25 +66,15 @@ static void ss_kick_peer(struct ss_sock *ss, bool reader)
 
 /* ---- send ---- */
 
-static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
+/* Copies msg into the peer's ring, waiting for room as TCP waits for
+ * memory. */
+static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, size_t len)
 {
-	struct ss_sock *ss = ss_of(sk);
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
 	struct ubuf_info *uarg = NULL;
 	struct ss_ring *r;
 	int copied = 0, err = 0, n;
 	long timeo;
-
-	if (ss == &ss_listener_mark)
-		ss = NULL;
-	if (ss && READ_ONCE(ss->state) == SP_PENDING)
-		ss_give_up(ss);
-	ss = ss_paired(sk);
-	/* After the peer went, TCP delivers the right error (the peer answers
-	 * with RST). Urgent data (MSG_OOB) goes into the ring inline: sending
-	 * it by TCP would overtake the bytes in the ring. */
-	if (!ss || ss_peer_gone(ss))
-		return tcp_prot.sendmsg(sk, msg, len);
 
 	r = ss->pair->ring[!ss->side];
 	lock_sock(sk);
@@ -160,6 +150,74 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 	return sk_stream_error(sk, msg->msg_flags, err);
 }
 
+static int ss_send_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, size_t len)
+{
+	struct ss_pair *p = ss->pair;
+	struct iov_iter last;
+	struct sock *psk;
+	int copied = 0;
+	u8 b;
+
+	if (len > 1) {
+		/* Everything but the last byte, as a normal send. */
+		msg->msg_flags &= ~MSG_OOB;
+		last = msg->msg_iter;
+		iov_iter_truncate(&msg->msg_iter, len - 1);
+		copied = ss_send_ring(sk, ss, msg, len - 1);
+		if (copied < 0 || copied < len - 1)
+			return copied;
+		iov_iter_advance(&last, len - 1);
+		msg->msg_iter = last;
+	}
+	if (copy_from_iter(&b, 1, &msg->msg_iter) != 1)
+		return copied ? copied : -EFAULT;
+	psk = ss_peer_get(ss);
+	if (!psk)
+		return copied ? copied : -EPIPE;
+	if (sock_flag(psk, SOCK_URGINLINE)) {
+		/* SO_OOBINLINE: the byte is in band. */
+		struct kvec v = { .iov_base = &b, .iov_len = 1 };
+		struct msghdr m = { .msg_flags = msg->msg_flags & ~MSG_OOB };
+		int n;
+
+		iov_iter_kvec(&m.msg_iter, ITER_SOURCE, &v, 1, 1);
+		n = ss_send_ring(sk, ss, &m, 1);
+		sock_put(psk);
+		if (n < 0)
+			return copied ? copied : n;
+		return copied + n;
+	}
+	spin_lock_bh(&p->lock);
+	p->urg_byte[!ss->side] = b;
+	WRITE_ONCE(p->urg_valid[!ss->side], true);
+	spin_unlock_bh(&p->lock);
+	sk_send_sigurg(psk);
+	ss_wake_reader(psk);
+	sock_put(psk);
+	return copied + 1;
+}
+
+static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
+{
+	struct ss_sock *ss = ss_of(sk);
+
+	if (ss == &ss_listener_mark)
+		ss = NULL;
+	if (ss && READ_ONCE(ss->state) == SP_PENDING)
+		ss_give_up(ss);
+	ss = ss_paired(sk);
+	/* After the peer went, TCP delivers the right error (the peer answers
+	 * with RST). */
+	if (!ss || ss_peer_gone(ss))
+		return tcp_prot.sendmsg(sk, msg, len);
+	/* The last byte of an urgent send is TCP's out-of-band byte: the rest
+	 * goes into the ring, the byte beside it. */
+	if ((msg->msg_flags & MSG_OOB) && len > 0)
+		return ss_send_oob(sk, ss, msg, len);
+
+	return ss_send_ring(sk, ss, msg, len);
+}
+
 /* ---- receive ---- */
 
 static bool ss_busy_poll(struct ss_sock *ss, struct ss_ring *r)
@@ -213,6 +271,33 @@ static int ss_recv_pending(struct sock *sk, struct ss_sock *ss, int flags, long 
 	return err;
 }
 
+/* recv(MSG_OOB): the urgent byte once, EINVAL when there is none, as
+ * TCP answers. */
+static int ss_recv_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
+		       size_t len, int flags)
+{
+	struct ss_pair *p = ss->pair;
+	bool have;
+	u8 b = 0;
+
+	if (sock_flag(sk, SOCK_URGINLINE) || !len)
+		return -EINVAL;
+	spin_lock_bh(&p->lock);
+	have = p->urg_valid[ss->side];
+	if (have) {
+		b = p->urg_byte[ss->side];
+		if (!(flags & MSG_PEEK))
+			p->urg_valid[ss->side] = false;
+	}
+	spin_unlock_bh(&p->lock);
+	if (!have)
+		return -EINVAL;
+	if (copy_to_iter(&b, 1, &msg->msg_iter) != 1)
+		return -EFAULT;
+	msg->msg_flags |= MSG_OOB;
+	return 1;
+}
+
 static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		      int flags, int *addr_len)
 {
@@ -225,8 +310,15 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 
 	if (ss == &ss_listener_mark)
 		ss = NULL;
-	if (flags & (MSG_ERRQUEUE | MSG_OOB))
+	if (flags & MSG_ERRQUEUE)
 		return tcp_prot.recvmsg(sk, msg, len, flags, addr_len);
+	if (flags & MSG_OOB) {
+		struct ss_sock *ps = ss_paired(sk);
+
+		if (!ps)
+			return tcp_prot.recvmsg(sk, msg, len, flags, addr_len);
+		return ss_recv_oob(sk, ps, msg, len, flags);
+	}
 	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
 	if (ss && READ_ONCE(ss->state) == SP_PENDING) {
 		err = ss_recv_pending(sk, ss, flags, &timeo);
@@ -315,11 +407,14 @@ static int ss_ioctl(struct sock *sk, int cmd, int *karg)
 	return tcp_prot.ioctl(sk, cmd, karg);
 }
 
+/* tcp_poll asks this when TCP's own queue is not readable: honour
+ * SO_RCVLOWAT as TCP does for its queue. */
 static bool ss_sock_is_readable(struct sock *sk)
 {
 	struct ss_sock *ss = ss_paired(sk);
 
-	return ss && ss_ring_avail(ss->pair->ring[ss->side]);
+	return ss && ss_ring_avail(ss->pair->ring[ss->side]) >=
+		     max_t(int, READ_ONCE(sk->sk_rcvlowat), 1);
 }
 
 /* ---- teardown entry points ---- */
@@ -366,8 +461,10 @@ static __poll_t ss_poll(struct file *file, struct socket *sock, poll_table *wait
 	if (!ss)
 		return mask;
 	r = ss->pair->ring[ss->side];
-	if (ss_ring_avail(r) >= sock_rcvlowat(sk, 0, INT_MAX))
+	if (ss_ring_avail(r) >= max_t(int, READ_ONCE(sk->sk_rcvlowat), 1))
 		mask |= EPOLLIN | EPOLLRDNORM;
+	if (READ_ONCE(ss->pair->urg_valid[ss->side]))
+		mask |= EPOLLPRI;
 	if (!ss_peer_gone(ss) && !(READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)) {
 		if (ss_ring_free_space(ss->pair->ring[!ss->side])) {
 			mask |= EPOLLOUT | EPOLLWRNORM;

@@ -5,6 +5,12 @@
  * ring's size and both sides batch. One producer and one consumer, each
  * serialized by its own socket lock; release/acquire on the cursors orders
  * the bytes against them.
+ *
+ * The ring is a power-of-two span of page slots. The producer fills a slot
+ * with a page the first time it writes there, in process context, so a
+ * connection pays memory only for what its peer actually left unread, as
+ * with TCP, and pairing (often in softirq) allocates only the slot array.
+ * Pages stay until the ring is freed.
  */
 #include <linux/log2.h>
 #include <linux/mm.h>
@@ -15,18 +21,19 @@
 struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp)
 {
 	struct ss_ring *r;
+	u32 size;
 
 	kib = clamp_t(u32, kib, SS_MIN_RING_KIB, SS_MAX_RING_KIB);
-	kib = roundup_pow_of_two(kib);
+	size = roundup_pow_of_two(kib) << 10;
+	if (size < PAGE_SIZE)
+		size = PAGE_SIZE;
 	r = kzalloc(sizeof(*r), gfp);
 	if (!r)
 		return NULL;
-	r->size = kib << 10;
-	r->mask = r->size - 1;
-	/* Called from sock_ops, often in softirq: no vmalloc. A large ring
-	 * that cannot be had atomically leaves the connection on TCP. */
-	r->buf = kmalloc(r->size, gfp | __GFP_NOWARN);
-	if (!r->buf) {
+	r->size = size;
+	r->mask = size - 1;
+	r->pages = kcalloc(size >> PAGE_SHIFT, sizeof(*r->pages), gfp | __GFP_NOWARN);
+	if (!r->pages) {
 		kfree(r);
 		return NULL;
 	}
@@ -35,9 +42,17 @@ struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp)
 
 void ss_ring_free(struct ss_ring *r)
 {
+	u32 i;
+
 	if (!r)
 		return;
-	kfree(r->buf);
+	for (i = 0; i < r->size >> PAGE_SHIFT; i++) {
+		if (r->pages[i]) {
+			__free_page(r->pages[i]);
+			atomic_long_sub(PAGE_SIZE, &ss_live_ring_bytes);
+		}
+	}
+	kfree(r->pages);
 	kfree(r);
 }
 
@@ -51,28 +66,45 @@ u32 ss_ring_free_space(struct ss_ring *r)
 	return r->size - (READ_ONCE(r->head) - smp_load_acquire(&r->tail));
 }
 
-/* Returns bytes copied (0: ring full) or -EFAULT. */
+/* Returns bytes copied (0: ring full), -EFAULT or -ENOMEM. */
 int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len)
 {
-	u32 head = r->head, free, off, first, n, c;
+	u32 head = r->head, free, done = 0;
+	int err = 0;
 
 	free = r->size - (head - r->cached_tail);
 	if (free < len) {
 		r->cached_tail = smp_load_acquire(&r->tail);
 		free = r->size - (head - r->cached_tail);
 	}
-	n = min_t(size_t, len, free);
-	if (!n)
-		return 0;
-	off = head & r->mask;
-	first = min(n, r->size - off);
-	c = copy_from_iter(r->buf + off, first, from);
-	if (c == first && n > first)
-		c += copy_from_iter(r->buf, n - first, from);
-	if (!c)
-		return -EFAULT;
-	smp_store_release(&r->head, head + c);
-	return c;
+	len = min_t(size_t, len, free);
+	while (done < len) {
+		u32 off = (head + done) & r->mask;
+		u32 slot = off >> PAGE_SHIFT, poff = off & ~PAGE_MASK;
+		u32 chunk = min_t(u32, len - done, PAGE_SIZE - poff);
+		size_t c;
+
+		if (!r->pages[slot]) {
+			struct page *p = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			r->pages[slot] = p;
+			atomic_long_add(PAGE_SIZE, &ss_live_ring_bytes);
+		}
+		c = copy_page_from_iter(r->pages[slot], poff, chunk, from);
+		done += c;
+		if (c < chunk) {
+			err = -EFAULT;
+			break;
+		}
+	}
+	if (!done)
+		return err;
+	smp_store_release(&r->head, head + done);
+	return done;
 }
 
 /* Copies up to len bytes starting skip bytes into the readable data;
@@ -81,7 +113,7 @@ int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len)
 int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 		 u32 skip, bool peek)
 {
-	u32 tail = r->tail, avail, off, first, n, c;
+	u32 tail = r->tail, avail, done = 0;
 
 	avail = r->cached_head - tail;
 	if (avail < skip + len) {
@@ -90,15 +122,20 @@ int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 	}
 	if (avail <= skip)
 		return 0;
-	n = min_t(size_t, len, avail - skip);
-	off = (tail + skip) & r->mask;
-	first = min(n, r->size - off);
-	c = copy_to_iter(r->buf + off, first, to);
-	if (c == first && n > first)
-		c += copy_to_iter(r->buf, n - first, to);
-	if (!c)
+	len = min_t(size_t, len, avail - skip);
+	while (done < len) {
+		u32 off = (tail + skip + done) & r->mask;
+		u32 slot = off >> PAGE_SHIFT, poff = off & ~PAGE_MASK;
+		u32 chunk = min_t(u32, len - done, PAGE_SIZE - poff);
+		size_t c = copy_page_to_iter(r->pages[slot], poff, chunk, to);
+
+		done += c;
+		if (c < chunk)
+			break;
+	}
+	if (!done)
 		return -EFAULT;
 	if (!peek)
-		smp_store_release(&r->tail, tail + c);
-	return c;
+		smp_store_release(&r->tail, tail + done);
+	return done;
 }

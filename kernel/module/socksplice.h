@@ -34,13 +34,14 @@ struct bpf_sock_splice_args {
 #define SS_MAX_RING_KIB 4096
 #define SS_MAX_BUSY_POLL_US 1000
 
-/* ring.c: single producer, single consumer, power-of-two bytes. The
+/* ring.c: single producer, single consumer, power-of-two bytes of lazily
+ * allocated pages. The
  * cursors run freely (u32 wrap) and sit on separate cache lines; each side
  * caches the other's cursor so the hot path stays off the shared line. */
 struct ss_ring {
 	u32 size;
 	u32 mask;
-	char *buf;
+	struct page **pages;	/* size / PAGE_SIZE slots, filled on first write */
 	u32 head ____cacheline_aligned_in_smp;	/* producer */
 	u32 cached_tail;
 	u32 tail ____cacheline_aligned_in_smp;	/* consumer */
@@ -77,6 +78,10 @@ struct ss_pair {
 	struct sock *sk[2];
 	struct ss_ring *ring[2];	/* ring[i] is read by side i */
 	bool gone[2];		/* side i tore down */
+	/* TCP urgent data for side i (MSG_OOB): the byte travels beside the
+	 * ring, as TCP's out-of-band byte travels beside its queue. */
+	bool urg_valid[2];
+	u8 urg_byte[2];
 };
 
 /* Per socket, in sk_user_data while our proto is installed. */
@@ -135,5 +140,9 @@ struct ss_stats {
 };
 DECLARE_PER_CPU(struct ss_stats, ss_stats);
 #define ss_count(f, n) this_cpu_add(ss_stats.f, (n))
+
+/* What is alive now: all three return to zero once every spliced socket
+ * has closed (the churn and soak tests check it). */
+extern atomic_long_t ss_live_socks, ss_live_pairs, ss_live_ring_bytes;
 
 #endif

@@ -27,6 +27,7 @@ type Path struct {
 	Name   string
 	Plugin map[string]any // socksplice plugin fields
 	Paired bool           // Pair must see both ends paired
+	Module bool           // needs the socksplice kernel module (the VM loads it)
 }
 
 // Topology kinds.
@@ -162,7 +163,7 @@ func (e *Env) paired() uint64 {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return c.Paired
+	return c.Paired + c.SplicePaired
 }
 
 // Pair returns raw blocking file descriptors of a fresh connection
