@@ -7,7 +7,8 @@
 #                   netns, bridges, cgroups and load BPF)
 #   make semantics  print the socket-semantics matrix
 #   make vm-test    the suites inside the test kernel under QEMU (DEBUG=1:
-#                   lockdep/KASAN variant; PKGS="test/e2e" for a subset)
+#                   lockdep/KASAN variant; PKGS="test/e2e" for a subset;
+#                   SOAK=10m for the splice soak's full length, default 2m)
 #   make bench      every path side by side: results/bench/bench.{json,md}
 #                   and PNG charts (root; about 6 min)
 #   make bench-quick  a short subset (CI smoke: fails only if a path
@@ -66,7 +67,7 @@ kernel:
 
 # The suites inside a QEMU (TCG) guest running the test kernel.
 vm-test:
-	DEBUG=$(DEBUG) kernel/vm/test.sh $(PKGS)
+	DEBUG=$(DEBUG) SOCKSPLICE_SOAK=$(SOAK) kernel/vm/test.sh $(PKGS)
 
 # The benchmark (test/bench): BENCH_ARGS passes flags, e.g. "-runs 9".
 bench: build

@@ -7,6 +7,9 @@ bin=$1
 shift
 repo=$(pwd)
 export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
+# The splice soak's length (TestSpliceSoak): CI runs a short one; the
+# issue's 10-minute soak is "make vm-test SOAK=10m".
+export SOCKSPLICE_SOAK=${SOCKSPLICE_SOAK:-2m}
 mkdir -p "$SOCKSPLICE_RESULTS"
 status=0
 for m in testmod/socksplice_testmod.ko module/socksplice.ko; do

@@ -172,6 +172,9 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 		x.verified = fmt.Sprintf("%s carried %d B for %.0f B payload", wireName(topo), wire, moved)
 	case PathSockmap, PathSplice, PathSpliceBP:
 		paired, redir := c1.Paired-c0.Paired, c1.RedirectBytes-c0.RedirectBytes
+		if s.def.name != PathSockmap {
+			paired, redir = c1.SplicePaired-c0.SplicePaired, 0 // the ring's bytes are the module's counter
+		}
 		if paired < 2 || wire > uint64(moved)/10+64<<10 {
 			return x, fmt.Errorf("not accelerated: paired +%d, redirected %d B, %s carried %d B of %.0f B payload", paired, redir, wireName(topo), wire, moved)
 		}

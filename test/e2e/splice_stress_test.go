@@ -74,12 +74,16 @@ type stressEnv struct {
 }
 
 func newStressEnv(t *testing.T, subnet string) *stressEnv {
+	return newSpliceEnv(t, subnet, map[string]any{"mode": "splice", "ringKiB": 16})
+}
+
+func newSpliceEnv(t *testing.T, subnet string, plugin map[string]any) *stressEnv {
 	if _, err := os.Stat("/sys/kernel/btf/" + sbpf.SpliceModule); err != nil {
 		t.Skipf("SKIP: the %s kernel module is not loaded (%v)", sbpf.SpliceModule, err)
 	}
 	cnitest.RequireRoot(t)
 	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: subnet, PinDir: cnitest.PinDir(t),
-		Plugin: map[string]any{"mode": "splice", "ringKiB": 16}, NoCgroups: true})
+		Plugin: plugin, NoCgroups: true})
 	e := &stressEnv{srv: cnitest.NewContainer(t, "ssrv"), cli: cnitest.NewContainer(t, "scli")}
 	for _, c := range []*cnitest.Container{e.srv, e.cli} {
 		if _, err := n.AddNoCgroup(t, c); err != nil {
