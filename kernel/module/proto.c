@@ -100,6 +100,8 @@ static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 		}
 		if (ss_peer_gone(ss)) {
 			if (!copied) {
+				if (uarg)
+					net_zcopy_put_abort(uarg, true);
 				release_sock(sk);
 				return tcp_prot.sendmsg(sk, msg, len);
 			}
