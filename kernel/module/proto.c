@@ -508,14 +508,11 @@ static void ss_build(struct ss_family *f)
 	f->prot.destroy = ss_destroy;
 
 	/* Children of a prepared listener are cloned from this one, which
-	 * takes a module reference per child (sk_prot_alloc). */
-	f->listen_prot = *f->base_prot;
+	 * takes a module reference per child (sk_prot_alloc). The same
+	 * overrides serve them: each falls through to TCP for a socket that
+	 * is not paired. */
+	f->listen_prot = f->prot;
 	f->listen_prot.owner = THIS_MODULE;
-	f->listen_prot.close = ss_close;
-	f->listen_prot.disconnect = ss_disconnect;
-	f->listen_prot.destroy = ss_destroy;
-	f->listen_prot.sendmsg = ss_sendmsg;
-	f->listen_prot.recvmsg = ss_recvmsg;
 
 	f->ops = *f->base_ops;
 	f->ops.poll = ss_poll;
@@ -529,7 +526,6 @@ int ss_prepare_family(struct sock *sk, int fam)
 	struct proto *want = fam == SS_INET6 ? &tcpv6_prot : &tcp_prot;
 	struct ss_family *f = &ss_fam[fam];
 	const struct proto_ops *ops;
-	int err = 0;
 
 	if (smp_load_acquire(&f->ready))
 		return 0;
@@ -546,7 +542,7 @@ int ss_prepare_family(struct sock *sk, int fam)
 		smp_store_release(&f->ready, true);
 	}
 	spin_unlock_bh(&ss_fam_lock);
-	return err;
+	return 0;
 }
 
 /* Accepted sockets inherit the listener's proto_ops (do_accept), and
