@@ -199,15 +199,17 @@ static void ss_pair_put(struct ss_pair *p)
 }
 
 /* Idempotent: from close, disconnect and destroy, whichever comes first.
- * Restores TCP's own proto and ops, so nothing of ours runs afterwards. */
-void ss_teardown(struct sock *sk)
+ * Restores TCP's own proto and ops, so nothing of ours runs afterwards.
+ * Returns whether bytes the peer sent were left unread in our ring. */
+bool ss_teardown(struct sock *sk)
 {
 	struct ss_sock *ss = ss_of(sk);
 	struct ss_pair *p;
 	struct sock *psk = NULL;
+	bool unread = false;
 
 	if (!ss)
-		return;
+		return false;
 	if (ss == &ss_listener_mark) {
 		/* A listener: children keep their own module references. */
 		int fam = ss_family_of(sk);
@@ -217,7 +219,7 @@ void ss_teardown(struct sock *sk)
 			WRITE_ONCE(sk->sk_socket->ops, ss_fam[fam].base_ops);
 		rcu_assign_sk_user_data(sk, NULL);
 		module_put(THIS_MODULE);
-		return;
+		return false;
 	}
 	spin_lock_bh(&ss_pending_lock);
 	if (ss->state == SP_PENDING)
@@ -234,6 +236,9 @@ void ss_teardown(struct sock *sk)
 		if (psk)
 			sock_hold(psk);
 		spin_unlock_bh(&p->lock);
+		/* Read after gone is set: a writer that checks gone afterwards
+		 * goes to TCP instead, which the reset then answers. */
+		unread = ss_ring_avail(p->ring[ss->side]) > 0;
 		if (psk) {
 			/* A writer blocked on our full ring must see us go. */
 			ss_wake_writer(psk);
@@ -249,4 +254,5 @@ void ss_teardown(struct sock *sk)
 	kfree(ss);
 	atomic_long_dec(&ss_live_socks);
 	module_put(THIS_MODULE);
+	return unread;
 }

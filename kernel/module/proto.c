@@ -428,7 +428,16 @@ static void ss_close(struct sock *sk, long timeout)
 
 	if (listener)
 		__module_get(THIS_MODULE);	/* keep our code while TCP closes */
-	ss_teardown(sk);
+	/* TCP resets a connection closed with received data unread
+	 * (tcp_close, RFC 2525) and our ring is received data it cannot see:
+	 * linger 0 takes tcp_close down the same reset path. Nobody can read
+	 * the option any more: the file is gone. */
+	if (ss_teardown(sk)) {
+		lock_sock(sk);	/* sk_flags: softirq sets bits too */
+		sock_set_flag(sk, SOCK_LINGER);
+		WRITE_ONCE(sk->sk_lingertime, 0);
+		release_sock(sk);
+	}
 	/* A child of a prepared listener that never paired still has the
 	 * listen proto; TCP's own closes it. */
 	WRITE_ONCE(sk->sk_prot, base);

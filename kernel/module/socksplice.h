@@ -104,7 +104,7 @@ extern struct ss_sock ss_listener_mark;
 
 int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 		 bool passive, int fam);
-void ss_teardown(struct sock *sk);
+bool ss_teardown(struct sock *sk);
 struct ss_sock *ss_of(const struct sock *sk);
 struct sock *ss_peer_get(struct ss_sock *ss);
 bool ss_peer_gone(struct ss_sock *ss);

@@ -34,9 +34,11 @@ func (e *ErrUnavailable) Error() string {
 }
 
 // Decide picks the engine for mode. o may be nil only for modes off and
-// splice (then the kfuncs alone decide, as STATUS needs). For auto it runs
-// the sockmap behavioural self-test once per node (exe runs the child) and
-// caches the verdict in the node's meta map.
+// splice (then the kfuncs alone decide, as STATUS needs). Auto picks the
+// splice engine if the node can run it and it passes its behavioural
+// self-test, else sockmap if that passes its own, else off; each self-test
+// runs once per node and kernel (exe runs the child) and its verdict is
+// cached in the node's meta map.
 func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, error) {
 	switch mode {
 	case Off:
@@ -56,33 +58,55 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 		return Decision{}, fmt.Errorf("unknown mode %q", mode)
 	}
 
-	// The splice engine joins auto once it has a behavioural self-test of
-	// its own; until then only an explicit "mode": "splice" selects it.
-	return SockmapVerdict(f, o, exe)
+	// Only a node with the module loaded says why splice was not picked:
+	// elsewhere that is the normal case, not news.
+	var why string
+	if spliceReady(f, o) == nil {
+		d, err := Verdict(Splice, f, o, exe)
+		if err != nil || d.Engine == Splice {
+			return d, err
+		}
+		why = "splice engine not used (" + d.Reason + "); "
+	}
+	d, err := Verdict(Sockmap, f, o, exe)
+	d.Reason = why + d.Reason
+	return d, err
 }
 
-// SockmapVerdict is what auto picks when the splice engine cannot run:
-// sockmap if it passes the behavioural self-test, else off. The test runs
-// once per node and kernel (exe runs the child); the verdict is cached in
-// the node's meta map.
-func SockmapVerdict(f Features, o *node.Objects, exe string) (Decision, error) {
-	if err := f.SockmapReady(); err != nil {
-		return Decision{Engine: Off, Reason: "sockmap engine unusable: " + err.Error()}, nil
+// Verdict is the self-test's answer for one engine (Sockmap or Splice):
+// that engine if the node can run it and it passes, else off. The test runs
+// once per node and kernel; the verdict is cached in the node's meta map.
+func Verdict(eng string, f Features, o *node.Objects, exe string) (Decision, error) {
+	var ready error
+	switch eng {
+	case Sockmap:
+		ready = f.SockmapReady()
+	case Splice:
+		ready = spliceReady(f, o)
+	default:
+		return Decision{}, fmt.Errorf("no self-test for engine %q", eng)
+	}
+	if ready != nil {
+		return Decision{Engine: Off, Reason: eng + " engine unusable: " + ready.Error()}, nil
 	}
 	meta, err := o.ReadMeta()
 	if err != nil {
 		return Decision{}, fmt.Errorf("reading node metadata: %w", err)
 	}
-	if st := meta.SelfTest; st != nil && st.Kernel == f.Kernel {
+	cache := &meta.SelfTest
+	if eng == Splice {
+		cache = &meta.SpliceTest
+	}
+	if st := *cache; st != nil && st.Kernel == f.Kernel {
 		return Decision{Engine: st.Engine, Reason: st.Reason, Detail: st.Details, Cached: true}, nil
 	}
-	st, err := RunSelfTest(o, exe, f.Kernel)
+	st, err := RunSelfTest(o, exe, f.Kernel, eng)
 	if err != nil {
-		// A self-test that cannot run proves nothing: stay on plain TCP
-		// and do not cache, so the next ADD tries again.
-		return Decision{Engine: Off, Reason: "self-test failed to run: " + err.Error()}, nil
+		// A self-test that cannot run proves nothing: stay off this
+		// engine and do not cache, so the next ADD tries again.
+		return Decision{Engine: Off, Reason: eng + " self-test failed to run: " + err.Error()}, nil
 	}
-	meta.SelfTest = &st
+	*cache = &st
 	if err := o.WriteMeta(meta); err != nil {
 		return Decision{}, fmt.Errorf("caching self-test result: %w", err)
 	}

@@ -30,22 +30,38 @@ func TestJudge(t *testing.T) {
 		{"not paired", all(fail(CheckRecv), pass(CheckSpliceRead)), Off, []string{"recv"}},
 		{"nothing measured", all(), Off, []string{"nothing"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			st := node.SelfTest{Engine: Sockmap} // judge must not inherit a verdict
-			judge(&st, tc.r)
-			if st.Engine != tc.engine {
-				t.Errorf("judge = %s (%s), want %s", st.Engine, st.Reason, tc.engine)
-			}
-			for _, w := range tc.reason {
-				if !strings.Contains(st.Reason, w) {
-					t.Errorf("reason %q does not name %q", st.Reason, w)
+	for _, eng := range []string{Sockmap, Splice} {
+		for _, tc := range cases {
+			t.Run(eng+"/"+tc.name, func(t *testing.T) {
+				st := node.SelfTest{Engine: eng} // judge must not inherit a verdict
+				judge(&st, tc.r, eng)
+				want := tc.engine
+				if want != Off {
+					want = eng
 				}
-			}
-			if len(st.Details) != len(tc.r.Checks) {
-				t.Errorf("details %v, want one line per check", st.Details)
-			}
-		})
+				if st.Engine != want {
+					t.Errorf("judge = %s (%s), want %s", st.Engine, st.Reason, want)
+				}
+				for _, w := range tc.reason {
+					if !strings.Contains(st.Reason, w) {
+						t.Errorf("reason %q does not name %q", st.Reason, w)
+					}
+				}
+				if want == Off && len(tc.r.Checks) > 0 && !strings.HasPrefix(st.Reason, eng+" fails") {
+					t.Errorf("reason %q does not name the engine %s", st.Reason, eng)
+				}
+				if len(st.Details) != len(tc.r.Checks) {
+					t.Errorf("details %v, want one line per check", st.Details)
+				}
+			})
+		}
+	}
+
+	// A long detail is cut so that two verdicts fit the node's meta map.
+	st := node.SelfTest{}
+	judge(&st, all(Check{Name: CheckRecv, Detail: strings.Repeat("x", 5000)}), Splice)
+	if len(st.Details) != 1 || len(st.Details[0]) != maxDetail || !strings.HasSuffix(st.Details[0], "...") {
+		t.Errorf("a 5000-byte detail became %d bytes", len(st.Details[0]))
 	}
 }
 
@@ -102,10 +118,10 @@ func TestDecideSplice(t *testing.T) {
 		{"forced, kfunc, program loaded", Splice, kfunc, loaded, Splice, "forced"},
 		{"forced, kfunc, program failed", Splice, kfunc, failed, "", "verifier says no"},
 		{"forced, kfunc, program missing", Splice, kfunc, missing, "", "not loaded"},
-		// auto never picks splice before it has a self-test of its own.
-		{"auto, kfunc, program loaded", Auto, noSockmap, loaded, Off, "sk_msg"},
-		{"auto default mode, kfunc", "", noSockmap, loaded, Off, "sk_msg"},
+		// auto tries splice only where its program runs (the self-test
+		// itself: TestSelfTestRunsAndCaches in the test kernel).
 		{"auto, kfunc, program failed", Auto, noSockmap, failed, Off, "sk_msg"},
+		{"auto default mode, kfunc, program missing", "", noSockmap, missing, Off, "sk_msg"},
 		{"auto, no kfunc", Auto, neither, nil, Off, "sk_msg"},
 	}
 	for _, tc := range cases {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -56,12 +57,31 @@ type childReport struct {
 	Err    string  `json:"err,omitempty"`
 }
 
-// RunSelfTest pairs a loopback connection through the sockmap engine in a
-// private netns and cgroup, reads it once with recv and once with
-// splice(2), and says whether "auto" may use the engine. exe is a binary
-// that runs the child (see SelfTestArg).
-func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, error) {
+// Self-test settings for the splice engine: a ring small enough that the
+// 1 MiB transfers wrap it many times and fill it.
+const selfTestRingKiB = 64
+
+// RunSelfTest pairs loopback connections through one engine (Sockmap or
+// Splice) in a private netns and cgroup, reads them with recv and with
+// splice(2), checks urgent data and backpressure, and says whether "auto"
+// may use that engine. exe is a binary that runs the child (see
+// SelfTestArg).
+func RunSelfTest(o *node.Objects, exe, kernel, eng string) (node.SelfTest, error) {
 	st := node.SelfTest{Kernel: kernel, Engine: Off, At: time.Now().UTC()}
+	prog := o.SockOps
+	pol := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
+	switch eng {
+	case Sockmap:
+	case Splice:
+		if o.Splice == nil {
+			return st, errors.New("the splice engine's program is not loaded")
+		}
+		prog = o.Splice
+		pol.Flags |= sbpf.PolicySplice
+		pol.RingKib = selfTestRingKiB
+	default:
+		return st, fmt.Errorf("no self-test for engine %q", eng)
+	}
 	root, err := cgroup.Root()
 	if err != nil {
 		return st, err
@@ -71,7 +91,7 @@ func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, err
 		return st, fmt.Errorf("self-test cgroup: %w", err)
 	}
 	defer os.Remove(dir)
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: o.SockOps})
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: prog})
 	if err != nil {
 		return st, fmt.Errorf("self-test attach: %w", err)
 	}
@@ -117,7 +137,6 @@ func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, err
 	if err != nil {
 		return st, fmt.Errorf("self-test child: bad netns cookie %q", cookieStr)
 	}
-	pol := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
 	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 		return st, fmt.Errorf("self-test enroll: %w", err)
 	}
@@ -132,18 +151,26 @@ func RunSelfTest(o *node.Objects, exe string, kernel string) (node.SelfTest, err
 	if rep.Err != "" {
 		return st, fmt.Errorf("self-test child: %s", rep.Err)
 	}
-	judge(&st, rep)
+	judge(&st, rep, eng)
 	return st, nil
 }
 
-// judge turns measurements into the auto decision. Every failure keeps the
-// node on plain TCP: auto must never pick a path that loses data.
-func judge(st *node.SelfTest, r childReport) {
+// maxDetail bounds one check's line: the verdicts live in a 4 KiB map value.
+const maxDetail = 240
+
+// judge turns measurements into the auto decision for engine eng. Every
+// failure keeps eng out of auto: auto must never pick a path that loses
+// data.
+func judge(st *node.SelfTest, r childReport, eng string) {
 	st.Engine = Off
 	st.Details = nil
 	var failed []string
 	for _, c := range r.Checks {
-		st.Details = append(st.Details, fmt.Sprintf("%s: ok=%v: %s", c.Name, c.OK, c.Detail))
+		line := fmt.Sprintf("%s: ok=%v: %s", c.Name, c.OK, c.Detail)
+		if len(line) > maxDetail {
+			line = line[:maxDetail-3] + "..."
+		}
+		st.Details = append(st.Details, line)
 		if !c.OK {
 			failed = append(failed, c.Name+" ("+c.Detail+")")
 		}
@@ -152,9 +179,9 @@ func judge(st *node.SelfTest, r childReport) {
 	case len(r.Checks) == 0:
 		st.Reason = "self-test measured nothing"
 	case len(failed) > 0:
-		st.Reason = "sockmap fails the self-test: " + strings.Join(failed, "; ")
+		st.Reason = eng + " fails the self-test: " + strings.Join(failed, "; ")
 	default:
-		st.Engine = Sockmap
+		st.Engine = eng
 		st.Reason = "self-test passed: " + strings.Join(checkNames(r.Checks), ", ")
 	}
 }

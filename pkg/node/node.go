@@ -69,13 +69,17 @@ type Objects struct {
 type Meta struct {
 	Stamp    string    `json:"stamp"`
 	LoadedAt time.Time `json:"loadedAt"`
-	SelfTest *SelfTest `json:"selfTest,omitempty"`
+	SelfTest *SelfTest `json:"selfTest,omitempty"` // the sockmap engine's
+	// SpliceTest is the splice engine's self-test. It is forgotten
+	// whenever the splice program is (re)loaded: a new module may behave
+	// differently on the same kernel.
+	SpliceTest *SelfTest `json:"spliceTest,omitempty"`
 }
 
-// SelfTest caches the behavioural test behind mode "auto".
+// SelfTest caches a behavioural test behind mode "auto".
 type SelfTest struct {
 	Kernel  string    `json:"kernel"`
-	Engine  string    `json:"engine"` // what auto picks: "sockmap" or "off"
+	Engine  string    `json:"engine"` // the engine tested if it passed, else "off"
 	Reason  string    `json:"reason"`
 	Details []string  `json:"details,omitempty"`
 	At      time.Time `json:"at"`
@@ -336,7 +340,8 @@ func install(dir string) (*Objects, error) {
 	meta, _ := o.ReadMeta()
 	meta.Stamp = Stamp()
 	meta.LoadedAt = time.Now().UTC()
-	meta.SelfTest = nil // new programs: the behavioural test must run again
+	meta.SelfTest = nil // new programs: the behavioural tests must run again
+	meta.SpliceTest = nil
 	if err := o.WriteMeta(meta); err != nil {
 		return nil, err
 	}
@@ -370,6 +375,14 @@ func (o *Objects) loadSplice(spec *ebpf.CollectionSpec) error {
 			return err
 		}
 		defer coll.Close()
+		// A new splice program means a module loaded since the last
+		// self-test, possibly another build of it: forget its verdict.
+		if meta, err := o.ReadMeta(); err == nil && meta.SpliceTest != nil {
+			meta.SpliceTest = nil
+			if err := o.WriteMeta(meta); err != nil {
+				return err
+			}
+		}
 		p := coll.DetachProgram(sbpf.SpliceProgSockspliceSplice)
 		if err := repin(p, pin); err != nil {
 			p.Close()

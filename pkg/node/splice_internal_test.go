@@ -333,3 +333,37 @@ func linkProg(t *testing.T, pin string) ebpf.ProgramID {
 	}
 	return info.Program
 }
+
+// TestSpliceLoadForgetsSpliceVerdict: loading a splice program (a module
+// loaded or replaced since) drops the cached splice self-test verdict and
+// keeps the sockmap one.
+func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
+	o := stubbedNode(t, "verdict")
+	defer o.Close()
+	meta, err := o.ReadMeta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.SelfTest = &SelfTest{Kernel: "k", Engine: "off", Reason: "sockmap verdict"}
+	meta.SpliceTest = &SelfTest{Kernel: "k", Engine: "splice", Reason: "old module"}
+	if err := o.WriteMeta(meta); err != nil {
+		t.Fatal(err)
+	}
+	o.Splice.Close()
+	o.Splice = nil
+	spec, err := sbpf.LoadSplice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stubKfuncs(t, spec)
+	if err := o.loadSplice(spec); err != nil {
+		t.Fatal(err)
+	}
+	meta, err = o.ReadMeta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.SpliceTest != nil || meta.SelfTest == nil || meta.SelfTest.Reason != "sockmap verdict" || meta.Stamp != Stamp() {
+		t.Errorf("after a splice load: selfTest %+v, spliceTest %+v, stamp %q", meta.SelfTest, meta.SpliceTest, meta.Stamp)
+	}
+}

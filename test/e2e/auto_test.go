@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,22 +51,38 @@ func TestAutoNeverLosesData(t *testing.T) {
 	meta, err := o.ReadMeta()
 	recs, _ := o.Records()
 	o.Close()
-	if err != nil || meta.SelfTest == nil {
+	if err != nil || (meta.SelfTest == nil && meta.SpliceTest == nil) {
 		t.Fatalf("no cached self-test verdict after an auto ADD (%v)", err)
 	}
-	st := meta.SelfTest
+	// What auto picked: the splice verdict if it passed, else sockmap's.
+	st := meta.SpliceTest
+	if st == nil || st.Engine != engine.Splice {
+		st = meta.SelfTest
+	}
+	if st == nil {
+		t.Fatalf("the splice self-test failed but sockmap's never ran: %+v", meta.SpliceTest)
+	}
 	t.Logf("self-test on %s: auto -> %s: %s; %s", st.Kernel, st.Engine, st.Reason, strings.Join(st.Details, "; "))
 	switch st.Engine {
-	case "off":
+	case engine.Off:
 		if len(recs) != 0 {
 			t.Errorf("auto decided off but %d attachments were enrolled", len(recs))
 		}
-	case "sockmap":
+	case engine.Sockmap, engine.Splice:
 		if len(recs) != 2 {
-			t.Errorf("auto decided sockmap but %d attachments were enrolled, want 2", len(recs))
+			t.Errorf("auto decided %s but %d attachments were enrolled, want 2", st.Engine, len(recs))
+		}
+		for k, r := range recs {
+			if splice := r.Flags&node.RecordSplice != 0; splice != (st.Engine == engine.Splice) {
+				_, id, _, _ := r.Identity(k)
+				t.Errorf("auto decided %s but %s was enrolled with splice=%v", st.Engine, id, splice)
+			}
 		}
 	default:
 		t.Fatalf("unexpected auto engine %q", st.Engine)
+	}
+	if node.HaveSpliceKfuncs() && st.Engine != engine.Splice {
+		t.Errorf("the splice module is loaded but auto picked %s", st.Engine)
 	}
 
 	s, cerr := spliceRun(t, b, a, netip.AddrPortFrom(b.IP(auto), 6001), size, 600)
@@ -81,7 +98,16 @@ func TestAutoNeverLosesData(t *testing.T) {
 	s, cerr = spliceRun(t, d, c, netip.AddrPortFrom(d.IP(forced), 6002), size, 700)
 	intact := cerr == nil && s.RecvBytes == size && s.RecvSHA == cnitest.PayloadSHA(701, size)
 	t.Logf("mode sockmap with a splice(2) reader: received %d of %d bytes, read ended by %s, client error %v", s.RecvBytes, size, s.ReadEnd, cerr)
-	spliceOK := !strings.Contains(st.Reason, engine.CheckSpliceRead)
+	o, err = node.Open(pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := engine.Verdict(engine.Sockmap, engine.Probe(), o, filepath.Join(cnitest.BinDir(t), "socksplice"))
+	o.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spliceOK := !strings.Contains(v.Reason, engine.CheckSpliceRead)
 	if intact != spliceOK {
 		t.Errorf("self-test said splice(2) readers are safe=%v, but the bridge topology shows intact=%v", spliceOK, intact)
 	}

@@ -173,3 +173,21 @@ func lingerReset(e *Env) (string, error) {
 	_, err2 := rd(s, make([]byte, 16))
 	return fmt.Sprintf("read -> n=%d %s; next read -> %s", max(n, 0), errName(err), errName(err2)), nil
 }
+
+// closeUnreadReset: closing a socket with received data still unread resets
+// the connection (RFC 2525; tcp_close): the peer gets ECONNRESET, not EOF,
+// and a later send fails.
+func closeUnreadReset(e *Env) (string, error) {
+	c, s := e.Pair()
+	if err := writeAll(c, []byte("unread")); err != nil {
+		return "", err
+	}
+	if pollFor(s, unix.POLLIN, 2*time.Second)&unix.POLLIN == 0 {
+		return "", fmt.Errorf("the data never arrived")
+	}
+	unix.Close(s)
+	pollFor(c, unix.POLLIN|unix.POLLERR|unix.POLLHUP, 2*time.Second)
+	n, err := rd(c, make([]byte, 16))
+	_, werr := unix.SendmsgN(c, []byte("x"), nil, nil, unix.MSG_NOSIGNAL)
+	return fmt.Sprintf("read -> n=%d %s; send -> %s", max(n, 0), errName(err), errName(werr)), nil
+}

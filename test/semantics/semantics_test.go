@@ -45,6 +45,7 @@ var cases = []Case{
 	{Name: "write-then-close", Run: writeThenClose, Data: true},
 	{Name: "half-close", Run: halfClose, Data: true},
 	{Name: "linger0-reset", Run: lingerReset},
+	{Name: "close-unread-reset", Run: closeUnreadReset},
 	{Name: "msg-peek", Run: peek},
 	{Name: "msg-waitall", Run: waitAll},
 	{Name: "fionread-outq", Run: inq},
@@ -195,43 +196,52 @@ var selfTestCovers = map[string]string{
 	"slow-reader-memory": engine.CheckBackpressure,
 }
 
-// checkAutoRule: a data case (or an unbounded-memory case) that is not the
-// same as TCP for the sockmap engine keeps "auto" from choosing sockmap,
-// and every such deterministic gap is caught by a failing self-test check.
+// checkAutoRule: for each engine, a data case (or an unbounded-memory
+// case) that is not the same as TCP keeps "auto" from choosing that engine,
+// and every such deterministic gap is caught by a failing check of that
+// engine's self-test.
 func checkAutoRule(t *testing.T, pin string, cells []Cell) {
 	o, err := node.Load(pin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	d, err := engine.Decide(engine.Auto, engine.Probe(), o, filepath.Join(cnitest.BinDir(t), "socksplice"))
+	f, exe := engine.Probe(), filepath.Join(cnitest.BinDir(t), "socksplice")
+	d, err := engine.Decide(engine.Auto, f, o, exe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("auto on this node: %s (%s)", d.Engine, d.Reason)
-	failedChecks := map[string]bool{}
-	for _, l := range d.Detail {
-		name, _, _ := strings.Cut(l, ":")
-		if strings.Contains(l, "ok=false") {
-			failedChecks[name] = true
+	for _, eng := range []string{engine.Sockmap, engine.Splice} {
+		v, err := engine.Verdict(eng, f, o, exe)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, c := range cells {
-		if c.Path != engine.Sockmap || c.Verdict == Same {
-			continue
+		t.Logf("%s self-test: %s (%s)", eng, v.Engine, v.Reason)
+		failedChecks := map[string]bool{}
+		for _, l := range v.Detail {
+			name, _, _ := strings.Cut(l, ":")
+			if strings.Contains(l, "ok=false") {
+				failedChecks[name] = true
+			}
 		}
-		check, covered := selfTestCovers[c.Case]
-		if !c.Data && !covered && c.Verdict != Fails {
-			continue
-		}
-		if d.Engine == engine.Sockmap {
-			t.Errorf("auto picks sockmap although %s/%s %s for it", c.Case, c.Topo, c.Verdict)
-		}
-		switch {
-		case covered && !failedChecks[check]:
-			t.Errorf("%s/%s %s for sockmap but the self-test check %s passed", c.Case, c.Topo, c.Verdict, check)
-		case !covered && !strings.HasPrefix(c.Known, "flaky:"):
-			t.Errorf("%s/%s %s for sockmap and no self-test check covers it: add one to pkg/engine", c.Case, c.Topo, c.Verdict)
+		for _, c := range cells {
+			if c.Path != eng || c.Verdict == Same {
+				continue
+			}
+			check, covered := selfTestCovers[c.Case]
+			if !c.Data && !covered && c.Verdict != Fails {
+				continue
+			}
+			if d.Engine == eng {
+				t.Errorf("auto picks %s although %s/%s %s for it", eng, c.Case, c.Topo, c.Verdict)
+			}
+			switch {
+			case covered && !failedChecks[check]:
+				t.Errorf("%s/%s %s for %s but the self-test check %s passed", c.Case, c.Topo, c.Verdict, eng, check)
+			case !covered && !strings.HasPrefix(c.Known, "flaky:"):
+				t.Errorf("%s/%s %s for %s and no self-test check covers it: add one to pkg/engine", c.Case, c.Topo, c.Verdict, eng)
+			}
 		}
 	}
 }
