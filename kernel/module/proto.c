@@ -335,7 +335,9 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 	lock_sock(sk);
 	target = sock_rcvlowat(sk, flags & MSG_WAITALL, len);
 	while (copied < len) {
-		n = ss_ring_read(r, &msg->msg_iter, len - copied, peek ? copied : 0, peek);
+		/* MSG_TRUNC: TCP discards (or, peeking, counts) without copying. */
+		n = ss_ring_read(r, (flags & MSG_TRUNC) ? NULL : &msg->msg_iter,
+				 len - copied, peek ? copied : 0, peek);
 		if (n > 0) {
 			copied += n;
 			if (!peek)

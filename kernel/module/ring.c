@@ -107,9 +107,9 @@ int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len)
 	return done;
 }
 
-/* Copies up to len bytes starting skip bytes into the readable data;
- * consumes them unless peek. Returns bytes copied (0: nothing there) or
- * -EFAULT. */
+/* Copies up to len bytes starting skip bytes into the readable data (to
+ * NULL: copies nothing, as TCP's MSG_TRUNC); consumes them unless peek.
+ * Returns bytes copied (0: nothing there) or -EFAULT. */
 int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 		 u32 skip, bool peek)
 {
@@ -123,6 +123,8 @@ int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 	if (avail <= skip)
 		return 0;
 	len = min_t(size_t, len, avail - skip);
+	if (!to)
+		done = len;
 	while (done < len) {
 		u32 off = (tail + skip + done) & r->mask;
 		u32 slot = off >> PAGE_SHIFT, poff = off & ~PAGE_MASK;

@@ -5,6 +5,7 @@ package semantics
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,27 @@ func peek(e *Env) (string, error) {
 		read = errName(err)
 	}
 	return fmt.Sprintf("peek %q, read %q", peeked, read), nil
+}
+
+// msgTrunc: on TCP, recv(MSG_TRUNC) discards the bytes without copying them
+// (with MSG_PEEK it only counts them), and the stream goes on after them.
+func msgTrunc(e *Env) (string, error) {
+	c, s := e.Pair()
+	if err := writeAll(c, []byte("0123456789")); err != nil {
+		return "", err
+	}
+	pollFor(s, unix.POLLIN, 2*time.Second)
+	time.Sleep(20 * time.Millisecond)
+	var out []string
+	for _, f := range []int{unix.MSG_PEEK | unix.MSG_TRUNC, unix.MSG_TRUNC} {
+		buf := []byte("....")
+		n, _, err := recvFrom(s, buf, f|unix.MSG_DONTWAIT)
+		out = append(out, fmt.Sprintf("n=%d %s buf=%q", n, errName(err), buf))
+	}
+	buf := make([]byte, 64)
+	n, err := rd(s, buf)
+	out = append(out, fmt.Sprintf("read %q %s", buf[:max(n, 0)], errName(err)))
+	return strings.Join(out, "; "), nil
 }
 
 // waitAll: MSG_WAITALL returns the full length although it arrives in pieces.

@@ -47,6 +47,7 @@ var cases = []Case{
 	{Name: "linger0-reset", Run: lingerReset},
 	{Name: "close-unread-reset", Run: closeUnreadReset},
 	{Name: "msg-peek", Run: peek},
+	{Name: "msg-trunc", Run: msgTrunc},
 	{Name: "msg-waitall", Run: waitAll},
 	{Name: "fionread-outq", Run: inq},
 	{Name: "so-rcvlowat", Run: rcvLowat},
