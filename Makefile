@@ -65,9 +65,10 @@ semantics:
 kernel:
 	DEBUG=$(DEBUG) kernel/build.sh
 
-# The suites inside a QEMU (TCG) guest running the test kernel.
+# The suites inside a QEMU (TCG) guest running the test kernel. PKGS picks
+# packages, RUN a -test.run pattern, SOAK the splice soak's length.
 vm-test:
-	DEBUG=$(DEBUG) SOCKSPLICE_SOAK=$(SOAK) kernel/vm/test.sh $(PKGS)
+	DEBUG=$(DEBUG) SOCKSPLICE_SOAK=$(SOAK) SOCKSPLICE_TEST_RUN='$(RUN)' kernel/vm/test.sh $(PKGS)
 
 # The benchmark (test/bench): BENCH_ARGS passes flags, e.g. "-runs 9".
 bench: build

@@ -5,6 +5,10 @@
 # integration and semantics suites inside the guest.
 #
 #   kernel/vm/test.sh [PACKAGE...]   (default: every package with tests)
+#
+# Environment: DEBUG=1 (the lockdep/KASAN kernel), SOCKSPLICE_TEST_RUN (a
+# -test.run pattern), SOCKSPLICE_TEST_TIMEOUT (per package), SOCKSPLICE_SOAK,
+# VM_TIMEOUT (seconds for the whole guest run).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -27,7 +31,14 @@ done
 
 start=$(date +%s)
 set +e
-"$here/run.sh" -t "${VM_TIMEOUT:-3000}" -k "$kdir" "$here/guest-tests.sh" "$bin" "${pkgs[@]}"
+# The lockdep/KASAN kernel (DEBUG=1) runs the suites about five times
+# slower than the test kernel.
+vm_timeout=3000
+if [ "${DEBUG:-}" = 1 ]; then
+	vm_timeout=15000
+	export SOCKSPLICE_TEST_TIMEOUT=${SOCKSPLICE_TEST_TIMEOUT:-200m}
+fi
+"$here/run.sh" -t "${VM_TIMEOUT:-$vm_timeout}" -k "$kdir" "$here/guest-tests.sh" "$bin" "${pkgs[@]}"
 rc=$?
 set -e
 say "guest run took $(( $(date +%s) - start )) s, status $rc"
