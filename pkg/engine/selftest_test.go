@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/node"
 )
@@ -130,8 +127,15 @@ func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
 	o := loadNode(t)
 	if o.Splice != nil {
 		o.Splice.Close() // the real one, where the module is loaded
+		o.Splice = nil
 	}
-	o.Splice = stubbedSplice(t, o)
+	spec, err := sbpf.LoadSpliceStubbed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.LoadSplice(spec); err != nil {
+		t.Fatal(err)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -158,32 +162,4 @@ func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
 		t.Errorf("both verdicts should be cached: %+v (%v)", meta, err)
 	}
 	noLeftovers(t, o)
-}
-
-// stubbedSplice loads the splice program with its kfunc calls replaced by
-// "return 0" and the node's maps in place of its own.
-func stubbedSplice(t *testing.T, o *node.Objects) *ebpf.Program {
-	t.Helper()
-	spec, err := sbpf.LoadSplice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := spec.Programs[sbpf.SpliceProgSockspliceSplice]
-	for i, ins := range p.Instructions {
-		if ins.IsKfuncCall() {
-			p.Instructions[i] = asm.Mov.Imm(asm.R0, 0)
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{
-			"enroll": o.Enroll, "local_addrs": o.LocalAddrs, "domain_addrs": o.DomainAddrs, ".bss": o.Counters,
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer coll.Close()
-	prog := coll.DetachProgram(sbpf.SpliceProgSockspliceSplice)
-	t.Cleanup(func() { prog.Close() })
-	return prog
 }

@@ -165,7 +165,7 @@ func Load(dir string) (*Objects, error) {
 			o.lock = lock
 			// The module may have been loaded since the node was set up.
 			if o.Splice == nil && HaveSpliceKfuncs() {
-				o.SpliceErr = o.loadSplice(nil)
+				o.SpliceErr = o.LoadSplice(nil)
 			}
 			return o, nil
 		}
@@ -319,7 +319,7 @@ func install(dir string) (*Objects, error) {
 	// The splice engine is optional: without its kfuncs the node runs the
 	// sockmap engine alone, as before.
 	if HaveSpliceKfuncs() {
-		o.SpliceErr = o.loadSplice(nil)
+		o.SpliceErr = o.LoadSplice(nil)
 	} else if err := os.Remove(progPin(dir, splicePin)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -349,12 +349,12 @@ func install(dir string) (*Objects, error) {
 	return o, nil
 }
 
-// loadSplice loads the splice engine's program (from spec; nil: this
-// build's splice.o) with the node's maps in place of its own, so that both
+// LoadSplice loads the splice engine's program (from spec, which tests use
+// to load a modified one; nil: this build's splice.o) with the node's maps in place of its own, so that both
 // engines share one enrollment and one set of counters, and pins it. On
 // failure no splice program stays pinned: an older build's would use maps
 // this build may have replaced.
-func (o *Objects) loadSplice(spec *ebpf.CollectionSpec) error {
+func (o *Objects) LoadSplice(spec *ebpf.CollectionSpec) error {
 	pin := progPin(o.Dir, splicePin)
 	err := func() error {
 		if spec == nil {

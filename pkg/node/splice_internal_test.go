@@ -19,7 +19,6 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -93,21 +92,20 @@ func connChild() error {
 	return nil
 }
 
-// stubKfuncs turns the splice program's kfunc calls into "return 0", so
-// the rest of it (peer resolution, counters, the shared maps) can load and
-// run on a kernel without the socksplice module.
-func stubKfuncs(t *testing.T, spec *ebpf.CollectionSpec) {
+// loadStubbed replaces o's splice program with this build's, kfunc calls
+// stubbed (sbpf.LoadSpliceStubbed), loaded with o's maps and pinned.
+func loadStubbed(t *testing.T, o *Objects) {
 	t.Helper()
-	p := spec.Programs[sbpf.SpliceProgSockspliceSplice]
-	n := 0
-	for i, ins := range p.Instructions {
-		if ins.IsKfuncCall() {
-			p.Instructions[i] = asm.Mov.Imm(asm.R0, 0)
-			n++
-		}
+	if o.Splice != nil { // the real one, where the module is loaded
+		o.Splice.Close()
+		o.Splice = nil
 	}
-	if n != 2 {
-		t.Fatalf("stubbed %d kfunc calls, want 2 (pair and listen)", n)
+	spec, err := sbpf.LoadSpliceStubbed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.LoadSplice(spec); err != nil {
+		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
 	}
 }
 
@@ -124,20 +122,14 @@ func stubbedNode(t *testing.T, name string) *Objects {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Splice != nil { // the real one, where the module is loaded
-		o.Splice.Close()
-		o.Splice = nil
-	}
-	spec, err := sbpf.LoadSplice()
-	if err != nil {
-		o.Close()
-		t.Fatal(err)
-	}
-	stubKfuncs(t, spec)
-	if err := o.loadSplice(spec); err != nil {
-		o.Close()
-		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
-	}
+	ok := false
+	defer func() {
+		if !ok { // t.Fatal in loadStubbed: the caller gets no node to close
+			o.Close()
+		}
+	}()
+	loadStubbed(t, o)
+	ok = true
 	if _, err := os.Stat(progPin(dir, splicePin)); err != nil {
 		t.Errorf("splice program not pinned: %v", err)
 	}
@@ -349,16 +341,7 @@ func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
 	if err := o.WriteMeta(meta); err != nil {
 		t.Fatal(err)
 	}
-	o.Splice.Close()
-	o.Splice = nil
-	spec, err := sbpf.LoadSplice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stubKfuncs(t, spec)
-	if err := o.loadSplice(spec); err != nil {
-		t.Fatal(err)
-	}
+	loadStubbed(t, o)
 	meta, err = o.ReadMeta()
 	if err != nil {
 		t.Fatal(err)

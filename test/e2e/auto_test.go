@@ -44,25 +44,25 @@ func TestAutoNeverLosesData(t *testing.T) {
 	a, b := cnitest.NewContainer(t, "a"), cnitest.NewContainer(t, "b")
 	auto.MustAdd(t, a)
 	auto.MustAdd(t, b)
+	// What auto picked, from the cache the ADDs filled, and the sockmap
+	// verdict (run now if auto never needed it) for the forced case below.
 	o, err := node.Open(pin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := o.ReadMeta()
+	f, exe := engine.Probe(), filepath.Join(cnitest.BinDir(t), "socksplice")
+	st, err := engine.Decide(engine.Auto, f, o, exe)
+	if err != nil || !st.Cached {
+		o.Close()
+		t.Fatalf("no cached self-test verdict after an auto ADD: %+v (%v)", st, err)
+	}
+	v, err := engine.Verdict(engine.Sockmap, f, o, exe)
 	recs, _ := o.Records()
 	o.Close()
-	if err != nil || (meta.SelfTest == nil && meta.SpliceTest == nil) {
-		t.Fatalf("no cached self-test verdict after an auto ADD (%v)", err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// What auto picked: the splice verdict if it passed, else sockmap's.
-	st := meta.SpliceTest
-	if st == nil || st.Engine != engine.Splice {
-		st = meta.SelfTest
-	}
-	if st == nil {
-		t.Fatalf("the splice self-test failed but sockmap's never ran: %+v", meta.SpliceTest)
-	}
-	t.Logf("self-test on %s: auto -> %s: %s; %s", st.Kernel, st.Engine, st.Reason, strings.Join(st.Details, "; "))
+	t.Logf("self-test on %s: auto -> %s: %s; %s", f.Kernel, st.Engine, st.Reason, strings.Join(st.Detail, "; "))
 	switch st.Engine {
 	case engine.Off:
 		if len(recs) != 0 {
@@ -98,15 +98,6 @@ func TestAutoNeverLosesData(t *testing.T) {
 	s, cerr = spliceRun(t, d, c, netip.AddrPortFrom(d.IP(forced), 6002), size, 700)
 	intact := cerr == nil && s.RecvBytes == size && s.RecvSHA == cnitest.PayloadSHA(701, size)
 	t.Logf("mode sockmap with a splice(2) reader: received %d of %d bytes, read ended by %s, client error %v", s.RecvBytes, size, s.ReadEnd, cerr)
-	o, err = node.Open(pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := engine.Verdict(engine.Sockmap, engine.Probe(), o, filepath.Join(cnitest.BinDir(t), "socksplice"))
-	o.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	spliceOK := !strings.Contains(v.Reason, engine.CheckSpliceRead)
 	if intact != spliceOK {
 		t.Errorf("self-test said splice(2) readers are safe=%v, but the bridge topology shows intact=%v", spliceOK, intact)
