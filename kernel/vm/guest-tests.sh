@@ -14,6 +14,23 @@ export SOCKSPLICE_SOAK=${SOCKSPLICE_SOAK:-2m}
 export SOCKSPLICE_TEST_TIMEOUT=${SOCKSPLICE_TEST_TIMEOUT:-40m}
 mkdir -p "$SOCKSPLICE_RESULTS"
 status=0
+# failures LOG: each failing test's log and error lines (the last 20
+# "file_test.go:N:" lines under its "=== RUN/NAME" headers), so that the
+# reason ends the output even when the suite's pass lines run to hundreds.
+failures() {
+	awk '
+	/^=== (RUN|NAME|CONT|PAUSE) / { cur = $3; next }
+	/^ *--- FAIL: / { if (!($3 in bad)) { bad[$3] = 1; order[++nbad] = $3 }; next }
+	/^ *--- (PASS|SKIP): / { next }
+	cur != "" && /^ +[^ ]+_test\.go:[0-9]+: / { n[cur]++; line[cur, n[cur]] = $0 }
+	/^panic: |^\*\*\* Test killed|test timed out/ { print }
+	END {
+		for (i = 1; i <= nbad; i++) {
+			t = order[i]; print "--- FAIL: " t
+			for (j = (n[t] > 20 ? n[t] - 19 : 1); j <= n[t]; j++) print line[t, j]
+		}
+	}' "$1" | head -120
+}
 for m in testmod/socksplice_testmod.ko module/socksplice.ko; do
 	if ! /bin/busybox insmod "$bin/$m"; then
 		echo "FAIL: insmod $m"
@@ -27,7 +44,9 @@ for p in "$@"; do
 		echo "ok  	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
 	else
 		echo "--- vm: $p failed; its log:"
-		tail -60 "$OUT/$(echo "$p" | tr / _).log"
+		tail -40 "$OUT/$(echo "$p" | tr / _).log"
+		echo "--- vm: $p: the failing tests and their last lines:"
+		failures "$OUT/$(echo "$p" | tr / _).log"
 		echo "FAIL	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
 		status=1
 	fi

@@ -143,9 +143,10 @@ func checkOOB([]byte) (Check, error) {
 }
 
 // checkBackpressure: a nonblocking writer to a peer that does not read must
-// see EAGAIN before it has queued 64 MiB in the kernel.
+// see EAGAIN within FlowMemoryBound, as on TCP. The writer stops at twice
+// the bound, well below the global tcp_mem limit, which stops any path.
 func checkBackpressure([]byte) (Check, error) {
-	const limit = 64 << 20
+	bound := FlowMemoryBound()
 	c, s, err := pairConn()
 	if err != nil {
 		return Check{}, err
@@ -157,7 +158,7 @@ func checkBackpressure([]byte) (Check, error) {
 	total := 0
 	var werr error
 	cr.Write(func(fd uintptr) bool {
-		for total < limit {
+		for total < 2*bound {
 			n, err := unix.Write(int(fd), buf)
 			if err != nil {
 				werr = err
@@ -167,14 +168,37 @@ func checkBackpressure([]byte) (Check, error) {
 		}
 		return true
 	})
-	if werr == unix.EAGAIN {
-		return Check{Name: CheckBackpressure, OK: true, Detail: fmt.Sprintf("EAGAIN after %d bytes", total)}, nil
+	switch {
+	case werr == unix.EAGAIN && total <= bound:
+		return Check{Name: CheckBackpressure, OK: true, Detail: fmt.Sprintf("EAGAIN after %d bytes (bound %d)", total, bound)}, nil
+	case werr == unix.EAGAIN:
+		return Check{Name: CheckBackpressure, Detail: fmt.Sprintf("EAGAIN only after %d bytes (bound %d)", total, bound)}, nil
+	case werr != nil:
+		return Check{Name: CheckBackpressure, Detail: fmt.Sprintf("write failed after %d bytes: %v", total, werr)}, nil
 	}
-	detail := fmt.Sprintf("writer queued %d bytes without EAGAIN", total)
-	if werr != nil {
-		detail = fmt.Sprintf("write failed after %d bytes: %v", total, werr)
+	return Check{Name: CheckBackpressure, Detail: fmt.Sprintf("writer queued %d bytes without EAGAIN (bound %d)", total, bound)}, nil
+}
+
+// FlowMemoryBound is what TCP lets one flow hold in the kernel while its
+// reader does not keep up: the two buffer limits, tcp_rmem[2] +
+// tcp_wmem[2], plus 1 MiB of slack.
+func FlowMemoryBound() int {
+	return sysctlMax("/proc/sys/net/ipv4/tcp_rmem") + sysctlMax("/proc/sys/net/ipv4/tcp_wmem") + 1<<20
+}
+
+// sysctlMax returns the third (maximum) value of a tcp_rmem-style sysctl,
+// or 0 if it cannot be read.
+func sysctlMax(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
 	}
-	return Check{Name: CheckBackpressure, Detail: detail}, nil
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0
+	}
+	v, _ := strconv.Atoi(f[2])
+	return v
 }
 
 type reader func(c *net.TCPConn) ([]byte, string)

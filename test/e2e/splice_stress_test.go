@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,24 +25,13 @@ import (
 	"github.com/socksplice/socksplice/test/cnitest"
 )
 
-// moduleStats reads the splice module's counters and live objects, plus
-// its reference count.
+// moduleStats: cnitest.ModuleStats or the test fails.
 func moduleStats(t *testing.T) map[string]int64 {
 	t.Helper()
-	b, err := os.ReadFile("/sys/module/" + sbpf.SpliceModule + "/parameters/stats")
+	m, err := cnitest.ModuleStats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]int64{}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		k, v, _ := strings.Cut(l, " ")
-		m[k], _ = strconv.ParseInt(v, 10, 64)
-	}
-	rc, err := os.ReadFile("/sys/module/" + sbpf.SpliceModule + "/refcnt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m["refcnt"], _ = strconv.ParseInt(strings.TrimSpace(string(rc)), 10, 64)
 	return m
 }
 

@@ -21,8 +21,11 @@ import (
 // Cases for the other ways data enters and leaves a socket.
 
 // backpressure: a non-reading peer makes a nonblocking writer get EAGAIN
-// within bounded memory, and EPOLLOUT stays off once the flow is full;
-// EPOLLOUT returns after the reader drains.
+// within the flow's buffer bound (engine.FlowMemoryBound), and EPOLLOUT stays off once
+// the flow is full; EPOLLOUT returns after the reader drains. The writer
+// stops at twice the bound: far enough to show an unbounded queue, and far
+// below the global tcp_mem pressure line, which would block any path and
+// hide the difference (a 4 GiB guest reaches it near 256 MiB).
 func backpressure(e *Env) (string, error) {
 	c, s := e.Pair()
 	if err := unix.SetNonblock(c, true); err != nil {
@@ -33,28 +36,32 @@ func backpressure(e *Env) (string, error) {
 		return "", err
 	}
 	defer unix.Close(ep)
-	const cap = 256 << 20
+	bound := engine.FlowMemoryBound()
 	buf := make([]byte, 64<<10)
-	total, eagain, full := 0, false, false
+	total, eagainAt, full := 0, -1, false
 	// Write until EAGAIN, then until EPOLLOUT stays off for 300ms: in-flight
 	// ACKs may open some room after the first EAGAIN.
-	for total < cap && !full {
+	for total < 2*bound && !full {
 		n, err := wr(c, buf)
 		if n > 0 {
 			total += n
 		}
 		if errors.Is(err, unix.EAGAIN) {
-			eagain = true
+			if eagainAt < 0 {
+				eagainAt = total
+			}
 			full = epollWait(ep, 300*time.Millisecond)&unix.EPOLLOUT == 0
 		} else if err != nil {
 			return "", fmt.Errorf("write: %s", errName(err))
 		}
 	}
+	e.t.Logf("%s/%s: first EAGAIN after %d B, %d B queued in all (bound %d)", e.Path.Name, e.Topo, eagainAt, total, bound)
 	if _, err := readFull(s, total); err != nil {
 		return "", fmt.Errorf("draining %d bytes: %w", total, err)
 	}
 	drained := epollWait(ep, 2*time.Second)&unix.EPOLLOUT != 0
-	return fmt.Sprintf("EAGAIN before 256 MiB: %v; then no EPOLLOUT while full: %v; EPOLLOUT after drain: %v", eagain, full, drained), nil
+	return fmt.Sprintf("EAGAIN within tcp_rmem[2]+tcp_wmem[2]+1MiB: %v; then no EPOLLOUT while full: %v; EPOLLOUT after drain: %v",
+		eagainAt >= 0 && eagainAt <= bound, full, drained), nil
 }
 
 // spliceRead: splice(2) from the socket into a pipe, as Go's io.Copy

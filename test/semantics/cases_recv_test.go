@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/pkg/engine"
 )
 
 // Receive-side API cases: what recv, ioctls, poll and epoll report.
@@ -198,18 +200,20 @@ func rcvTimeout(e *Env) (string, error) {
 }
 
 // sndTimeout: SO_SNDTIMEO bounds a blocking write to a peer that does not
-// read.
+// read, once the flow's buffers (engine.FlowMemoryBound) are full. As in backpressure, the
+// writer stops at twice the bound, below the global tcp_mem pressure line.
 func sndTimeout(e *Env) (string, error) {
 	c, _ := e.Pair()
 	unix.SetsockoptTimeval(c, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Usec: 200000})
+	bound := engine.FlowMemoryBound()
 	buf := make([]byte, 1<<20)
 	var total int
 	var err error
 	timedOut := false
 	start := time.Now()
-	// Bounded by volume and wall time; what counts is whether a write ever
-	// timed out (a short write or EAGAIN), not how far the loop got.
-	for total < 256<<20 && time.Since(start) < 10*time.Second {
+	// Bounded by volume and wall time; what counts is whether a write timed
+	// out (a short write or EAGAIN) before the bound, not how far it got.
+	for total < 2*bound && time.Since(start) < 10*time.Second {
 		var n int
 		n, err = wr(c, buf)
 		total += max(n, 0)
@@ -221,5 +225,7 @@ func sndTimeout(e *Env) (string, error) {
 			return "", fmt.Errorf("write: %s", errName(err))
 		}
 	}
-	return fmt.Sprintf("a blocking write to a non-reading peer times out: %v", timedOut), nil
+	e.t.Logf("%s/%s: timed out %v after %d B (bound %d)", e.Path.Name, e.Topo, timedOut, total, bound)
+	return fmt.Sprintf("a blocking write to a non-reading peer times out within tcp_rmem[2]+tcp_wmem[2]+1MiB: %v",
+		timedOut && total <= bound), nil
 }
