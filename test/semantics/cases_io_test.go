@@ -21,11 +21,11 @@ import (
 // Cases for the other ways data enters and leaves a socket.
 
 // backpressure: a non-reading peer makes a nonblocking writer get EAGAIN
-// within the flow's buffer bound (engine.FlowMemoryBound), and EPOLLOUT stays off once
-// the flow is full; EPOLLOUT returns after the reader drains. The writer
-// stops at twice the bound: far enough to show an unbounded queue, and far
-// below the global tcp_mem pressure line, which would block any path and
-// hide the difference (a 4 GiB guest reaches it near 256 MiB).
+// within the flow's bound (engine.FlowMemoryBound), and EPOLLOUT stays off
+// once the flow is full; EPOLLOUT returns after the reader drains. The
+// writer stops at twice the bound: far enough to show an unbounded queue,
+// and far below the global tcp_mem pressure line, which blocks any path and
+// would hide the difference (the 4 GiB test guest reaches it at 245 MiB).
 func backpressure(e *Env) (string, error) {
 	c, s := e.Pair()
 	if err := unix.SetNonblock(c, true); err != nil {

@@ -200,8 +200,9 @@ func rcvTimeout(e *Env) (string, error) {
 }
 
 // sndTimeout: SO_SNDTIMEO bounds a blocking write to a peer that does not
-// read, once the flow's buffers (engine.FlowMemoryBound) are full. As in backpressure, the
-// writer stops at twice the bound, below the global tcp_mem pressure line.
+// read, once the flow's buffers (engine.FlowMemoryBound) are full. As in
+// backpressure, the writer stops at twice the bound, below the global
+// tcp_mem pressure line.
 func sndTimeout(e *Env) (string, error) {
 	c, _ := e.Pair()
 	unix.SetsockoptTimeval(c, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Usec: 200000})
