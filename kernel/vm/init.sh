@@ -15,6 +15,7 @@ mount -t bpf bpf /sys/fs/bpf
 out=$(sed -n 's/.*socksplice\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p /tmp/out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 out /tmp/out
+: >/tmp/out/booted # run.sh's boot watchdog waits for this
 # Also at the host's path, so scripts can use the same $OUT on both sides.
 mkdir -p "$out"
 mount --bind /tmp/out "$out" 2>/dev/null || mount -t 9p -o trans=virtio,version=9p2000.L out "$out"

@@ -46,20 +46,43 @@ cp "$script" "$out/script.sh" # the guest's /tmp is its own tmpfs
 
 accel=tcg
 [ "${VM_ACCEL:-}" = kvm ] && accel=kvm
+# Under TCG a guest now and then hangs in early boot (RCU stalls, a vCPU's
+# timer never fires) before init runs. Init marks $out/booted at once; a
+# guest that has not done so within VM_BOOT_TIMEOUT seconds (a normal boot
+# takes about 6) is killed and booted again, up to three times.
+boot_limit=${VM_BOOT_TIMEOUT:-300}
 # Without ACPI the guest sees one CPU per socket.
 set +e
-timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
-	-machine pc,accel=$accel -cpu max -m 4G -smp 2,sockets=2,cores=1,threads=1 \
-	-nographic -no-reboot -serial mon:stdio -display none \
-	-kernel "$kdir/bzImage" \
-	-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out socksplice.work=$PWD" \
-	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
-	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
-	-fsdev local,id=work,path="$PWD",security_model=none,readonly=on,multidevs=remap \
-	-device virtio-9p-pci,fsdev=work,mount_tag=work \
-	-fsdev local,id=out,path="$out",security_model=none,multidevs=remap \
-	-device virtio-9p-pci,fsdev=out,mount_tag=out </dev/null
-qemu=$?
+for attempt in 1 2 3; do
+	rm -f "$out/booted" "$out/rc"
+	timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
+		-machine pc,accel=$accel -cpu max -m 4G -smp 2,sockets=2,cores=1,threads=1 \
+		-nographic -no-reboot -serial mon:stdio -display none \
+		-kernel "$kdir/bzImage" \
+		-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out socksplice.work=$PWD" \
+		-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
+		-device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
+		-fsdev local,id=work,path="$PWD",security_model=none,readonly=on,multidevs=remap \
+		-device virtio-9p-pci,fsdev=work,mount_tag=work \
+		-fsdev local,id=out,path="$out",security_model=none,multidevs=remap \
+		-device virtio-9p-pci,fsdev=out,mount_tag=out </dev/null &
+	qpid=$!
+	waited=0
+	while [ ! -f "$out/booted" ] && kill -0 "$qpid" 2>/dev/null && [ "$waited" -lt "$boot_limit" ]; do
+		sleep 1
+		waited=$((waited + 1))
+	done
+	if [ ! -f "$out/booted" ] && kill -0 "$qpid" 2>/dev/null; then
+		echo "vm: the guest did not reach init within ${boot_limit}s (attempt $attempt of 3)" >&2
+		kill "$qpid"
+		wait "$qpid"
+		qemu=boot-hang
+		continue
+	fi
+	wait "$qpid"
+	qemu=$?
+	break
+done
 set -e
 if [ ! -f "$out/rc" ]; then
 	echo "vm: the guest did not finish (qemu exit $qemu; timeout ${timeout}s)" >&2
