@@ -40,34 +40,32 @@ for m in testmod/socksplice_testmod.ko module/socksplice.ko; do
 	fi
 done
 for p in "$@"; do
-	t=$bin/$(echo "$p" | tr / _).test
+	name=$(echo "$p" | tr / _)
+	log=$OUT/$name.log
 	start=$(date +%s)
-	if (cd "$repo/$p" && "$t" -test.v -test.count=1 -test.timeout="$SOCKSPLICE_TEST_TIMEOUT" ${SOCKSPLICE_TEST_RUN:+-test.run="$SOCKSPLICE_TEST_RUN"} >"$OUT/$(echo "$p" | tr / _).log" 2>&1); then
+	if (cd "$repo/$p" && "$bin/$name.test" -test.v -test.count=1 -test.timeout="$SOCKSPLICE_TEST_TIMEOUT" ${SOCKSPLICE_TEST_RUN:+-test.run="$SOCKSPLICE_TEST_RUN"} >"$log" 2>&1); then
 		echo "ok  	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
 	else
 		echo "--- vm: $p failed; its log:"
-		tail -40 "$OUT/$(echo "$p" | tr / _).log"
+		tail -40 "$log"
 		echo "--- vm: $p: the failing tests and their last lines:"
-		failures "$OUT/$(echo "$p" | tr / _).log"
+		failures "$log"
 		echo "FAIL	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
 		status=1
 	fi
-	cp "$OUT/$(echo "$p" | tr / _).log" "$SOCKSPLICE_RESULTS/vm-$(echo "$p" | tr / _).log" 2>/dev/null
+	cp "$log" "$SOCKSPLICE_RESULTS/vm-$name.log" 2>/dev/null
 done
 # Only what the kernel logged since the tests began counts: the debug
 # kernel's boot banner itself says "RCU lockdep checking is enabled". If
 # the ring buffer has wrapped past the marker, all of it is from the tests.
 splat='WARNING:|BUG:|KASAN|Oops|general protection|refcount_t:|lockdep|possible circular|suspicious RCU'
-testlog() {
-	if dmesg | grep -qF "$marker"; then
-		dmesg | awk -v m="$marker" 'seen; index($0, m) { seen = 1 }'
-	else
-		dmesg
-	fi
-}
-if testlog | grep -E "$splat" >/dev/null; then
+klog=$(dmesg)
+case $klog in
+*"$marker"*) klog=$(printf '%s\n' "$klog" | awk -v m="$marker" 'seen; index($0, m) { seen = 1 }') ;;
+esac
+if printf '%s\n' "$klog" | grep -E "$splat" >/dev/null; then
 	echo "FAIL: the guest kernel log has warnings:"
-	testlog | grep -E -B2 -A20 "$splat" | head -80
+	printf '%s\n' "$klog" | grep -E -B2 -A20 "$splat" | head -80
 	status=1
 fi
 exit $status
