@@ -1,7 +1,8 @@
 # socksplice: CNI chained plugin for same-host TCP acceleration.
 #
 #   make            build bin/socksplice (pure Go, no clang needed)
-#   make generate   regenerate the BPF objects from bpf/*.c (needs clang)
+#   make generate   regenerate every generated file (BPF objects, Go from
+#                   the ABI header; needs clang)
 #   make demo       run the example conflist end to end (root)
 #   make test       unit, integration and semantics tests (root; they create
 #                   netns, bridges, cgroups and load BPF)
@@ -35,8 +36,13 @@ plugins: build
 		github.com/containernetworking/plugins/plugins/main/loopback
 	cp $(BIN)/socksplice $(BIN)/cni/socksplice
 
+# Every generated file: the BPF objects and their Go (bpf/, kernel/testmod/),
+# and the Go constants taken from the ABI header (bpf/, conf/). In order:
+# conf reads bpf's ABI object.
 generate:
 	$(GO) generate ./bpf/
+	$(GO) generate ./conf/
+	$(GO) generate ./kernel/testmod/
 
 demo: build
 	$(GO) build -o $(BIN)/socksplice-demo ./test/demo

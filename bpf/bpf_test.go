@@ -4,7 +4,8 @@
 package bpf
 
 import (
-	"os"
+	"encoding/binary"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -25,51 +26,50 @@ func specs(t *testing.T) (main, splice *ebpf.CollectionSpec) {
 	return main, splice
 }
 
-// The Go counter indexes must be enum counter's in common.h (clang emits no
-// BTF for the enum: only inlined functions use it).
-func TestCounterIndexes(t *testing.T) {
-	want := []struct {
-		name string
-		idx  int
-	}{
-		{"C_PAIRED", CounterPaired},
-		{"C_REDIRECT_MSGS", CounterRedirectMsgs},
-		{"C_REDIRECT_BYTES", CounterRedirectBytes},
-		{"C_LOOKUP_MISS", CounterLookupMiss},
-		{"C_TCP_MSGS", CounterTCPMsgs},
-		{"C_NO_PEER", CounterNoPeer},
-		{"C_POLICY", CounterPolicy},
-		{"C_INSERT_FAIL", CounterInsertFail},
-		{"C_SPLICE_PAIRED", CounterSplicePaired},
-		{"C_SPLICE_REFUSED", CounterSpliceRefused},
-		{"C_SPLICE_LISTEN_FAIL", CounterSpliceListenFail},
-		{"C_MAX", NumCounters},
-	}
-	src, err := os.ReadFile("common.h")
+// The counters array decodes slot by slot and sums per field; JSON names
+// the fields as the ABI header does.
+func TestSumCounters(t *testing.T) {
+	buf := make([]byte, CountersSize)
+	slot := CountersSize / MaxCPUs
+	put := func(cpu, word int, v uint64) { binary.NativeEndian.PutUint64(buf[cpu*slot+word*8:], v) }
+	put(0, 0, 1) // paired
+	put(MaxCPUs-1, 0, 2)
+	put(3, 2, 4096) // redirect_bytes
+	put(5, 11, 7)   // splice_abi_mismatch, the last field
+	c, err := SumCounters(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, body, ok := strings.Cut(string(src), "enum counter {")
-	body, _, ok2 := strings.Cut(body, "};")
-	if !ok || !ok2 {
-		t.Fatal("enum counter not found in common.h")
+	if c.Paired != 3 || c.RedirectBytes != 4096 || c.SpliceAbiMismatch != 7 || c.RedirectMsgs != 0 {
+		t.Errorf("summed %+v", c)
 	}
-	var got []string
-	for _, line := range strings.Split(body, "\n") {
-		if f := strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }); len(f) > 0 && strings.HasPrefix(f[0], "C_") {
-			got = append(got, f[0])
+	if _, err := SumCounters(buf[:len(buf)-8]); err == nil {
+		t.Error("a counters array of another size was accepted")
+	}
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"paired":3`, `"redirectBytes":4096`, `"spliceAbiMismatch":7`, `"tcpMsgs":0`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("JSON %s lacks %s", js, want)
 		}
 	}
-	if len(got) != len(want) {
-		t.Fatalf("enum counter is %v, Go knows %d values", got, len(want))
+}
+
+// The splice object tells the module the ABI version it was built with.
+func TestSpliceCarriesABIVersion(t *testing.T) {
+	_, splice := specs(t)
+	v := splice.Variables[SpliceVarSsAbiVersion]
+	if v == nil || !v.Constant() {
+		t.Fatalf("splice.o has no read-only %s", SpliceVarSsAbiVersion)
 	}
-	for _, w := range want {
-		if got[w.idx] != w.name {
-			t.Errorf("Go puts %s at %d, common.h has %s there", w.name, w.idx, got[w.idx])
-		}
+	var got uint32
+	if err := v.Get(&got); err != nil {
+		t.Fatal(err)
 	}
-	if NumCounters > SlotWords {
-		t.Errorf("%d counters do not fit a %d-word slot", NumCounters, SlotWords)
+	if got != ABIVersion {
+		t.Errorf("splice.o carries ABI version %d, the header says %d", got, ABIVersion)
 	}
 }
 
@@ -87,7 +87,7 @@ func TestSharedMapsMatch(t *testing.T) {
 			t.Errorf("map %s differs: %+v vs %+v", name, a, b)
 		}
 	}
-	if got, want := main.Maps[".bss"].ValueSize, uint32(MaxCPUs*SlotWords*8); got != want {
+	if got, want := main.Maps[".bss"].ValueSize, uint32(CountersSize); got != want {
 		t.Errorf(".bss is %d bytes, want %d (counters only)", got, want)
 	}
 	// Same globals at the same offsets: the counters and nothing else.

@@ -8,7 +8,7 @@
  * socksplice.c (sockmap engine) and splice.c (splice engine) are two BPF
  * objects. The plugin loads splice.o with socksplice.o's maps, .bss
  * included, so both must lay .bss out identically: the counters below are
- * the only global either file may define.
+ * the only zero-initialised global either file may define.
  */
 #ifndef SOCKSPLICE_COMMON_H
 #define SOCKSPLICE_COMMON_H
@@ -16,20 +16,14 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <socksplice/abi.h>
 
 #define AF_INET 2
 #define AF_INET6 10
 #define EEXIST 17
-
-#define MAX_PORTS 32
-#define MAX_CPUS 1024 /* counter slots; larger CPU ids share slots (atomic adds) */
-#define SLOT_WORDS 16 /* u64 counters per CPU slot */
+#define EPROTO 71
 
 #define CTX(x) (*(volatile typeof(x) *)&(x))
-
-#define POL_ENABLED 1
-#define POL_LOOPBACK 2
-#define POL_SPLICE 4 /* the netns runs the splice engine, not sockmap */
 
 /* Only the fields we read; CO-RE relocates them against the running kernel. */
 struct tcp_sock {
@@ -38,76 +32,33 @@ struct tcp_sock {
 	__u32 data_segs_out;
 } __attribute__((preserve_access_index));
 
-struct policy {
-	__u32 flags;
-	__u32 busy_poll_us; /* splice engine only */
-	__u32 ring_kib;     /* splice engine only */
-	__u16 nports;
-	__u16 pad;
-	__u16 ports[MAX_PORTS];
-};
-
-struct local_key {
-	__u64 netns;
-	__u32 addr[4];
-};
-
-struct domain_key {
-	__u64 domain;
-	__u32 addr[4];
-};
-
-/* Indexes into a slot; bpf/stamp.go mirrors them and a test checks that. */
-enum counter {
-	C_PAIRED,          /* sockets inserted into the pair map */
-	C_REDIRECT_MSGS,   /* messages moved to the peer */
-	C_REDIRECT_BYTES,
-	C_LOOKUP_MISS,     /* sender paired but its peer was not in the map */
-	C_TCP_MSGS,        /* messages kept on TCP because TCP already carried payload */
-	C_NO_PEER,         /* enrolled socket whose peer is not an enrolled endpoint */
-	C_POLICY,          /* enrolled socket refused by port/loopback policy */
-	C_INSERT_FAIL,     /* map insert failed (full, or already present) */
-	C_SPLICE_PAIRED,   /* bpf_sock_splice_pair accepted the socket (pending or paired) */
-	C_SPLICE_REFUSED,  /* bpf_sock_splice_pair refused it: the flow stays plain TCP */
-	C_SPLICE_LISTEN_FAIL, /* bpf_sock_splice_listen failed: accepted sockets stay plain TCP */
-	C_MAX,
-};
-
-_Static_assert(C_MAX <= SLOT_WORDS, "counters outgrew the per-CPU slot");
-
-struct slot {
-	__u64 v[SLOT_WORDS]; /* 128 bytes: two cache lines per CPU */
-};
-
-struct slot counters[MAX_CPUS];
+union ss_slot counters[SS_MAX_CPUS];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* netns cookie */
-	__type(value, struct policy);
+	__type(value, struct ss_policy);
 } enroll SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct local_key);
+	__type(key, struct ss_local_key);
 	__type(value, __u64); /* domain */
 } local_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct domain_key);
+	__type(key, struct ss_domain_key);
 	__type(value, __u64); /* netns cookie */
 } domain_addrs SEC(".maps");
 
-static __always_inline void count(enum counter c, __u64 n)
-{
-	__u32 cpu = bpf_get_smp_processor_id() & (MAX_CPUS - 1);
-
-	__sync_fetch_and_add(&counters[cpu].v[c], n);
-}
+/* count(field, n) adds n to a field of struct ss_counters in this CPU's slot. */
+#define count(field, n)							\
+	__sync_fetch_and_add(&counters[bpf_get_smp_processor_id() &	\
+				       (SS_MAX_CPUS - 1)].c.field, (n))
 
 static __always_inline void v4_mapped(__u32 a[4], __u32 ip4)
 {
@@ -142,13 +93,13 @@ static __always_inline int is_loopback(const __u32 a[4])
 	return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
-static __always_inline int port_allowed(const struct policy *pol, __u16 a, __u16 b)
+static __always_inline int port_allowed(const struct ss_policy *pol, __u16 a, __u16 b)
 {
 	__u32 n = pol->nports;
 
 	if (n == 0)
 		return 1;
-	for (int i = 0; i < MAX_PORTS; i++) {
+	for (int i = 0; i < SS_MAX_PORTS; i++) {
 		if (i >= n)
 			break;
 		if (pol->ports[i] == a || pol->ports[i] == b)
@@ -158,14 +109,14 @@ static __always_inline int port_allowed(const struct policy *pol, __u16 a, __u16
 }
 
 /* enrolled returns the policy of a netns enrolled for engine (0 for
- * sockmap, POL_SPLICE for splice), or NULL. Each engine leaves the other's
+ * sockmap, SS_POLICY_SPLICE for splice), or NULL. Each engine leaves the other's
  * netns alone: both programs can see one socket (a node-level link and a
  * container link of the other engine). */
-static __always_inline struct policy *enrolled(__u64 netns, __u32 engine)
+static __always_inline struct ss_policy *enrolled(__u64 netns, __u32 engine)
 {
-	struct policy *pol = bpf_map_lookup_elem(&enroll, &netns);
+	struct ss_policy *pol = bpf_map_lookup_elem(&enroll, &netns);
 
-	if (!pol || !(pol->flags & POL_ENABLED) || (pol->flags & POL_SPLICE) != engine)
+	if (!pol || !(pol->flags & SS_POLICY_ENABLED) || (pol->flags & SS_POLICY_SPLICE) != engine)
 		return NULL;
 	return pol;
 }
@@ -184,12 +135,12 @@ struct flow {
  * with which netns. It returns the socket's policy with f filled in, or
  * NULL when the flow stays plain TCP (counted, unless the socket's netns is
  * not enrolled for engine at all). */
-static __always_inline struct policy *resolve(struct bpf_sock_ops *skops, __u32 engine,
+static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u32 engine,
 					      struct flow *f)
 {
-	struct local_key lk = {};
-	struct domain_key dk = {};
-	struct policy *pol;
+	struct ss_local_key lk = {};
+	struct ss_domain_key dk = {};
+	struct ss_policy *pol;
 	__u64 netns, peerns, *v;
 	__u16 lport, rport;
 
@@ -202,7 +153,7 @@ static __always_inline struct policy *resolve(struct bpf_sock_ops *skops, __u32 
 	/* Payload already moved by TCP (TCP Fast Open, data on the final
 	 * handshake ACK): redirecting later data could overtake it. */
 	if (skops->data_segs_in != 0 || skops->data_segs_out != 0) {
-		count(C_POLICY, 1);
+		count(policy_refused, 1);
 		return NULL;
 	}
 
@@ -211,7 +162,7 @@ static __always_inline struct policy *resolve(struct bpf_sock_ops *skops, __u32 
 	load_addrs(skops->family, CTX(skops->local_ip4), CTX(skops->remote_ip4),
 		   skops->local_ip6, skops->remote_ip6, lk.addr, dk.addr);
 	if (!port_allowed(pol, lport, rport)) {
-		count(C_POLICY, 1);
+		count(policy_refused, 1);
 		return NULL;
 	}
 
@@ -222,25 +173,25 @@ static __always_inline struct policy *resolve(struct bpf_sock_ops *skops, __u32 
 		lk.netns = netns;
 		v = bpf_map_lookup_elem(&local_addrs, &lk);
 		if (!v) {
-			count(C_NO_PEER, 1);
+			count(no_peer, 1);
 			return NULL;
 		}
 		dk.domain = *v;
 		v = bpf_map_lookup_elem(&domain_addrs, &dk);
 		if (!v) {
-			count(C_NO_PEER, 1);
+			count(no_peer, 1);
 			return NULL;
 		}
 		peerns = *v;
 		/* Both ends must run the same engine: neither engine can
 		 * complete a pairing the other one started. */
 		if (peerns != netns && !enrolled(peerns, engine)) {
-			count(C_NO_PEER, 1);
+			count(no_peer, 1);
 			return NULL;
 		}
 	}
-	if (peerns == netns && !(pol->flags & POL_LOOPBACK)) {
-		count(C_POLICY, 1);
+	if (peerns == netns && !(pol->flags & SS_POLICY_LOOPBACK)) {
+		count(policy_refused, 1);
 		return NULL;
 	}
 

@@ -20,25 +20,16 @@
  */
 #include "common.h"
 
-struct pair_key {
-	__u64 netns;      /* netns cookie of the socket that looks this key up */
-	__u32 local[4];   /* that socket's local address, IPv6 or v4-mapped */
-	__u32 remote[4];
-	__u16 lport;      /* host order */
-	__u16 rport;
-	__u32 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 131072);
-	__type(key, struct pair_key);
+	__type(key, struct ss_pair_key);
 	__type(value, __u64);
 } pairs SEC(".maps");
 
 static __always_inline void pair(struct bpf_sock_ops *skops)
 {
-	struct pair_key key = {};
+	struct ss_pair_key key = {};
 	struct flow f = {};
 	long err;
 
@@ -54,9 +45,9 @@ static __always_inline void pair(struct bpf_sock_ops *skops)
 	/* NOEXIST: a socket seen by programs on two cgroup levels counts once. */
 	err = bpf_sock_hash_update(skops, &pairs, &key, BPF_NOEXIST);
 	if (err == 0)
-		count(C_PAIRED, 1);
+		count(paired, 1);
 	else if (err != -EEXIST)
-		count(C_INSERT_FAIL, 1);
+		count(insert_failures, 1);
 }
 
 SEC("sockops")
@@ -74,7 +65,7 @@ int socksplice_sockops(struct bpf_sock_ops *skops)
 SEC("sk_msg")
 int socksplice_msg(struct sk_msg_md *msg)
 {
-	struct pair_key key = {};
+	struct ss_pair_key key = {};
 	struct bpf_sock *sk = msg->sk;
 	struct tcp_sock *tp;
 
@@ -88,7 +79,7 @@ int socksplice_msg(struct sk_msg_md *msg)
 	 * overtake bytes still queued at the peer. Stateless: the counters of
 	 * the socket itself tell. */
 	if (tp->data_segs_out != 0 || tp->write_seq != tp->snd_nxt) {
-		count(C_TCP_MSGS, 1);
+		count(tcp_msgs, 1);
 		return SK_PASS;
 	}
 
@@ -99,11 +90,11 @@ int socksplice_msg(struct sk_msg_md *msg)
 	key.rport = bpf_ntohl(msg->remote_port);
 
 	if (bpf_msg_redirect_hash(msg, &pairs, &key, BPF_F_INGRESS) != SK_PASS) {
-		count(C_LOOKUP_MISS, 1);
+		count(lookup_miss, 1);
 		return SK_PASS; /* no peer: plain TCP */
 	}
-	count(C_REDIRECT_MSGS, 1);
-	count(C_REDIRECT_BYTES, msg->size);
+	count(redirect_msgs, 1);
+	count(redirect_bytes, msg->size);
 	return SK_PASS;
 }
 

@@ -8,47 +8,9 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"structs"
 
 	"github.com/cilium/ebpf"
 )
-
-type SockspliceDomainKey struct {
-	_      structs.HostLayout
-	Domain uint64
-	Addr   [4]uint32
-}
-
-type SockspliceLocalKey struct {
-	_     structs.HostLayout
-	Netns uint64
-	Addr  [4]uint32
-}
-
-type SocksplicePairKey struct {
-	_      structs.HostLayout
-	Netns  uint64
-	Local  [4]uint32
-	Remote [4]uint32
-	Lport  uint16
-	Rport  uint16
-	Pad    uint32
-}
-
-type SocksplicePolicy struct {
-	_          structs.HostLayout
-	Flags      uint32
-	BusyPollUs uint32
-	RingKib    uint32
-	Nports     uint16
-	Pad        uint16
-	Ports      [32]uint16
-}
-
-type SockspliceSlot struct {
-	_ structs.HostLayout
-	V [16]uint64
-}
 
 // Names of all BPF objects in the ELF.
 //

@@ -14,21 +14,10 @@
  */
 #include "common.h"
 
-
-/* The kfunc ABI: the module defines the same (kernel/module/socksplice.h). */
-struct bpf_sock_splice_args {
-	__u64 self_netns;
-	__u64 peer_netns;
-	__u32 local_ip[4];  /* IPv6 or v4-mapped, network order */
-	__u32 remote_ip[4];
-	__u16 local_port;   /* host order */
-	__u16 remote_port;
-	__u32 busy_poll_us;
-	__u32 ring_kib;
-	__u32 flags;
-};
-
-_Static_assert(sizeof(struct bpf_sock_splice_args) == 64, "kfunc ABI: args are 64 bytes");
+/* The ABI version this object was built with. A read-only global, so the
+ * verifier folds it into a constant; tests load a copy that claims another
+ * version to see the module refuse it. */
+volatile const __u32 ss_abi_version = SS_ABI_VERSION;
 
 /* 0: the socket is now pending or paired; 1: it already was; <0: refused,
  * it stays plain TCP. */
@@ -42,13 +31,14 @@ static __always_inline void splice_pair(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock_splice_args args = {};
 	struct flow f = {};
-	struct policy *pol;
+	struct ss_policy *pol;
 	int err;
 
-	pol = resolve(skops, POL_SPLICE, &f);
+	pol = resolve(skops, SS_POLICY_SPLICE, &f);
 	if (!pol)
 		return;
 
+	args.abi_version = ss_abi_version;
 	args.self_netns = f.netns;
 	args.peer_netns = f.peerns;
 	__builtin_memcpy(args.local_ip, f.local, sizeof(args.local_ip));
@@ -57,15 +47,16 @@ static __always_inline void splice_pair(struct bpf_sock_ops *skops)
 	args.remote_port = f.rport;
 	args.busy_poll_us = pol->busy_poll_us;
 	args.ring_kib = pol->ring_kib;
-	args.flags = 0;
 
 	/* 1: already handed over by a program on another cgroup level (the
 	 * node-level link and the container's both run). */
 	err = bpf_sock_splice_pair(skops, &args, sizeof(args));
 	if (err == 0)
-		count(C_SPLICE_PAIRED, 1);
+		count(splice_paired, 1);
+	else if (err == -EPROTO)
+		count(splice_abi_mismatch, 1);
 	else if (err < 0)
-		count(C_SPLICE_REFUSED, 1);
+		count(splice_refused, 1);
 }
 
 static __always_inline void splice_listen(struct bpf_sock_ops *skops)
@@ -74,10 +65,10 @@ static __always_inline void splice_listen(struct bpf_sock_ops *skops)
 		return;
 	/* Which accepted sockets will qualify is not known yet (ports,
 	 * peers): enrollment alone decides. */
-	if (!enrolled(bpf_get_netns_cookie(skops), POL_SPLICE))
+	if (!enrolled(bpf_get_netns_cookie(skops), SS_POLICY_SPLICE))
 		return;
 	if (bpf_sock_splice_listen(skops) < 0)
-		count(C_SPLICE_LISTEN_FAIL, 1);
+		count(splice_listen_fail, 1);
 }
 
 SEC("sockops")

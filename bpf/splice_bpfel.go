@@ -8,37 +8,9 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"structs"
 
 	"github.com/cilium/ebpf"
 )
-
-type SpliceDomainKey struct {
-	_      structs.HostLayout
-	Domain uint64
-	Addr   [4]uint32
-}
-
-type SpliceLocalKey struct {
-	_     structs.HostLayout
-	Netns uint64
-	Addr  [4]uint32
-}
-
-type SplicePolicy struct {
-	_          structs.HostLayout
-	Flags      uint32
-	BusyPollUs uint32
-	RingKib    uint32
-	Nports     uint16
-	Pad        uint16
-	Ports      [32]uint16
-}
-
-type SpliceSlot struct {
-	_ structs.HostLayout
-	V [16]uint64
-}
 
 // Names of all BPF objects in the ELF.
 //
@@ -49,6 +21,7 @@ const (
 	SpliceMapLocalAddrs        = "local_addrs"
 	SpliceProgSockspliceSplice = "socksplice_splice"
 	SpliceVarCounters          = "counters"
+	SpliceVarSsAbiVersion      = "ss_abi_version"
 )
 
 // LoadSplice returns the embedded CollectionSpec for Splice.
@@ -109,7 +82,8 @@ type SpliceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SpliceVariableSpecs struct {
-	Counters *ebpf.VariableSpec `ebpf:"counters"`
+	Counters     *ebpf.VariableSpec `ebpf:"counters"`
+	SsAbiVersion *ebpf.VariableSpec `ebpf:"ss_abi_version"`
 }
 
 // SpliceObjects contains all objects after they have been loaded into the kernel.
@@ -149,7 +123,8 @@ func (m *SpliceMaps) Close() error {
 //
 // It can be passed to LoadSpliceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SpliceVariables struct {
-	Counters *ebpf.Variable `ebpf:"counters"`
+	Counters     *ebpf.Variable `ebpf:"counters"`
+	SsAbiVersion *ebpf.Variable `ebpf:"ss_abi_version"`
 }
 
 // SplicePrograms contains all programs after they have been loaded into the kernel.

@@ -54,21 +54,10 @@ const (
 	// unread, so the size is a bound, not a cost: 1 MiB lets a writer run
 	// as far ahead of a reader as TCP's default buffers do.
 	DefaultRingKiB = 1024
-	// MinRingKiB is the smallest ring: one 4 KiB page.
-	MinRingKiB = 4
-	// MaxRingKiB caps a per-connection ring at 4 MiB so that a few thousand
-	// paired connections cannot pin gigabytes of kernel memory.
-	MaxRingKiB = 4096
-	// MaxBusyPollUs caps busy polling at 1 ms per blocking read. A sleeping
-	// reader is woken within tens of microseconds, so spinning is only worth
-	// it for waits well under that; the kernel's own busy_read guidance is
-	// 50-100 us. Past 1 ms the spin buys no latency and just burns a core
-	// (at 1000 reads/s it is already a whole CPU).
-	MaxBusyPollUs = 1000
-	// MaxPorts bounds the port allowlist; it is sized to fit a small,
-	// fixed-size BPF array looked up linearly on the fast path.
-	MaxPorts = 32
 )
+
+// MinRingKiB, MaxRingKiB, MaxBusyPollUs and MaxPorts come from the ABI
+// header (limits_gen.go), where the module and the BPF programs read them.
 
 // SupportedVersions lists the cniVersion values accepted.
 var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}

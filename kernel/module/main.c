@@ -39,7 +39,16 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 	bool passive;
 	int fam, err;
 
-	if (args__sz != sizeof(*args) || !sk || !sk_fullsock(sk) ||
+	/* A program built against another ABI would be misread: refuse it,
+	 * with a reason of its own (the program counts -EPROTO apart). */
+	if (args__sz < sizeof(args->abi_version) ||
+	    args->abi_version != SS_ABI_VERSION || args__sz != sizeof(*args)) {
+		ss_count(abi_mismatch, 1);
+		return -EPROTO;
+	}
+	if (args->flags)	/* none defined yet */
+		return -EINVAL;
+	if (!sk || !sk_fullsock(sk) ||
 	    sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
 		return -EINVAL;
 	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
@@ -101,12 +110,15 @@ static int ss_stats_get(char *buf, const struct kernel_param *kp)
 		t.ring_full_waits += s->ring_full_waits;
 		t.busy_poll_hits += s->busy_poll_hits;
 		t.busy_polls += s->busy_polls;
+		t.abi_mismatch += s->abi_mismatch;
 	}
 	return sysfs_emit(buf, "paired %llu\nrefused %llu\nring_bytes %llu\n"
 			  "ring_full_waits %llu\nbusy_polls %llu\nbusy_poll_hits %llu\n"
+			  "abi_mismatch %llu\n"
 			  "live_socks %ld\nlive_pairs %ld\nlive_ring_bytes %ld\n",
 			  t.paired, t.refused, t.ring_bytes, t.ring_full_waits,
-			  t.busy_polls, t.busy_poll_hits, atomic_long_read(&ss_live_socks),
+			  t.busy_polls, t.busy_poll_hits, t.abi_mismatch,
+			  atomic_long_read(&ss_live_socks),
 			  atomic_long_read(&ss_live_pairs), atomic_long_read(&ss_live_ring_bytes));
 }
 
@@ -114,7 +126,12 @@ static const struct kernel_param_ops ss_stats_ops = {
 	.get = ss_stats_get,
 };
 module_param_cb(stats, &ss_stats_ops, NULL, 0444);
-MODULE_PARM_DESC(stats, "counters: paired connections, refused calls, ring bytes, ring-full waits, busy-poll spins and hits");
+MODULE_PARM_DESC(stats, "counters: paired connections, refused calls, ring bytes, ring-full waits, busy-poll spins and hits, calls of another ABI");
+
+/* The plugin compares it with its programs' before it loads them. */
+static unsigned int abi_version = SS_ABI_VERSION;
+module_param(abi_version, uint, 0444);
+MODULE_PARM_DESC(abi_version, "SS_ABI_VERSION: the bpf_sock_splice_args layout this module reads");
 
 static int __init ss_init(void)
 {

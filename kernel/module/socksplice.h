@@ -17,22 +17,8 @@
 #include <linux/uio.h>
 #include <net/sock.h>
 
-/* The kfunc's argument block; the BPF program fills it (bpf/splice.c). */
-struct bpf_sock_splice_args {
-	__u64 self_netns;
-	__u64 peer_netns;
-	__u32 local_ip[4];	/* IPv6 or v4-mapped */
-	__u32 remote_ip[4];
-	__u16 local_port;	/* host order */
-	__u16 remote_port;
-	__u32 busy_poll_us;
-	__u32 ring_kib;
-	__u32 flags;
-};
-
-#define SS_MIN_RING_KIB 4
-#define SS_MAX_RING_KIB 4096
-#define SS_MAX_BUSY_POLL_US 1000
+/* The kfunc's argument block, the limits: shared with the BPF programs. */
+#include <socksplice/abi.h>
 
 /* ring.c: single producer, single consumer, power-of-two bytes of lazily
  * allocated pages. The
@@ -137,6 +123,7 @@ struct ss_stats {
 	u64 ring_full_waits;
 	u64 busy_poll_hits;
 	u64 busy_polls;
+	u64 abi_mismatch;	/* calls from a program of another SS_ABI_VERSION */
 };
 DECLARE_PER_CPU(struct ss_stats, ss_stats);
 #define ss_count(f, n) this_cpu_add(ss_stats.f, (n))

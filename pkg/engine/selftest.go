@@ -69,7 +69,7 @@ const selfTestRingKiB = 64
 func RunSelfTest(o *node.Objects, exe, kernel, eng string) (node.SelfTest, error) {
 	st := node.SelfTest{Kernel: kernel, Engine: Off, At: time.Now().UTC()}
 	prog := o.SockOps
-	pol := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
+	pol := sbpf.AbiSsPolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
 	switch eng {
 	case Sockmap:
 	case Splice:

@@ -91,8 +91,8 @@ func nodeLinkPin(o *node.Objects, splice bool) string {
 	return filepath.Join(o.Dir, node.LinksDir, NodeLinkName)
 }
 
-func policyValue(p Policy) sbpf.SocksplicePolicy {
-	v := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled, BusyPollUs: p.BusyPollUs, RingKib: p.RingKiB}
+func policyValue(p Policy) sbpf.AbiSsPolicy {
+	v := sbpf.AbiSsPolicy{Flags: sbpf.PolicyEnabled, BusyPollUs: p.BusyPollUs, RingKib: p.RingKiB}
 	if p.Loopback {
 		v.Flags |= sbpf.PolicyLoopback
 	}
@@ -146,13 +146,13 @@ func Add(o *node.Objects, a Attachment) (info Info, err error) {
 		return info, fmt.Errorf("enrolling netns: %w", err)
 	}
 	for _, ad := range a.Addrs {
-		lk := sbpf.SockspliceLocalKey{Netns: cookie, Addr: addrWords(ad)}
+		lk := sbpf.AbiSsLocalKey{Netns: cookie, Addr: addrWords(ad)}
 		if err = o.LocalAddrs.Update(&lk, a.Domain, ebpf.UpdateAny); err != nil {
 			return info, fmt.Errorf("registering address %s: %w", ad, err)
 		}
 		// The newest owner of an address wins: IPAM hands an address to one
 		// live container, so an older entry is a leftover.
-		dk := sbpf.SockspliceDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
+		dk := sbpf.AbiSsDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
 		if err = o.DomainAddrs.Update(&dk, cookie, ebpf.UpdateAny); err != nil {
 			return info, fmt.Errorf("registering address %s: %w", ad, err)
 		}
@@ -216,9 +216,9 @@ func undo(o *node.Objects, key [32]byte, rec node.Record, network, containerID, 
 		errs = append(errs, err)
 	}
 	for _, ad := range rec.AddrList() {
-		lk := sbpf.SockspliceLocalKey{Netns: rec.Netns, Addr: addrWords(ad)}
+		lk := sbpf.AbiSsLocalKey{Netns: rec.Netns, Addr: addrWords(ad)}
 		errs = append(errs, ignoreMissing(o.LocalAddrs.Delete(&lk)))
-		dk := sbpf.SockspliceDomainKey{Domain: rec.Domain, Addr: addrWords(ad)}
+		dk := sbpf.AbiSsDomainKey{Domain: rec.Domain, Addr: addrWords(ad)}
 		var owner uint64
 		if o.DomainAddrs.Lookup(&dk, &owner) == nil && owner == rec.Netns {
 			errs = append(errs, ignoreMissing(o.DomainAddrs.Delete(&dk)))
@@ -272,7 +272,7 @@ func Check(o *node.Objects, a Attachment) error {
 	if cookie != rec.Netns {
 		return fmt.Errorf("container %s: netns changed since ADD (cookie %d, recorded %d)", a.ContainerID, cookie, rec.Netns)
 	}
-	var pol sbpf.SocksplicePolicy
+	var pol sbpf.AbiSsPolicy
 	if err := o.Enroll.Lookup(cookie, &pol); err != nil {
 		return fmt.Errorf("container %s: netns not in the enrollment map: %w", a.ContainerID, err)
 	}
@@ -283,7 +283,7 @@ func Check(o *node.Objects, a Attachment) error {
 	}
 	for _, ad := range a.Addrs {
 		var owner uint64
-		dk := sbpf.SockspliceDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
+		dk := sbpf.AbiSsDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
 		if err := o.DomainAddrs.Lookup(&dk, &owner); err != nil || owner != cookie {
 			return fmt.Errorf("container %s: address %s is not registered to it", a.ContainerID, ad)
 		}

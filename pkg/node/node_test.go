@@ -335,7 +335,7 @@ func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
 		o.Close()
 		t.Fatalf("Attach: %v", err)
 	}
-	if err := o.Enroll.Update(uint64(12345), sbpf.SocksplicePolicy{Flags: 1}, ebpf.UpdateAny); err != nil {
+	if err := o.Enroll.Update(uint64(12345), sbpf.AbiSsPolicy{Flags: 1}, ebpf.UpdateAny); err != nil {
 		o.Close()
 		t.Fatalf("enroll update: %v", err)
 	}
@@ -399,7 +399,7 @@ func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
 		t.Errorf("pinned IDs %+v differ from the upgraded objects' %+v", got, after)
 	}
 
-	var pol sbpf.SocksplicePolicy
+	var pol sbpf.AbiSsPolicy
 	if err := o2.Enroll.Lookup(uint64(12345), &pol); err != nil {
 		t.Errorf("enroll entry 12345 lost in the upgrade: %v", err)
 	} else if pol.Flags != 1 {

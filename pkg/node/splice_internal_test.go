@@ -213,7 +213,7 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 
 	connect := func(flags uint32) Counters {
 		t.Helper()
-		pol := sbpf.SocksplicePolicy{Flags: flags, BusyPollUs: 50, RingKib: 64}
+		pol := sbpf.AbiSsPolicy{Flags: flags, BusyPollUs: 50, RingKib: 64}
 		if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 			t.Fatal(err)
 		}
