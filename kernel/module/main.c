@@ -39,8 +39,10 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 	bool passive;
 	int fam, err;
 
-	/* A program built against another ABI would be misread: refuse it,
-	 * with a reason of its own (the program counts -EPROTO apart). */
+	/*
+	 * A program built against another ABI would be misread: refuse it,
+	 * with a reason of its own (the program counts -EPROTO apart).
+	 */
 	if (args__sz < sizeof(args->abi_version) ||
 	    args->abi_version != SS_ABI_VERSION || args__sz != sizeof(*args)) {
 		ss_count(abi_mismatch, 1);

@@ -10,6 +10,7 @@ kdir=$1
 dir=$(realpath -m "$2") # make M= wants an absolute path
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # The modules include the ABI header as <socksplice/abi.h> from ../include.
+mkdir -p "$dir"
 rm -rf "${dir:?}/include"
 cp -r "$repo/kernel/include" "$dir/include"
 for m in module:kernel/module testmod:kernel/testmod/module; do

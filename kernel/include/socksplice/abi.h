@@ -19,8 +19,10 @@
 #include <linux/types.h>
 
 enum ss_abi {
-	/* What the module expects in bpf_sock_splice_args.abi_version; a
-	 * program built against another version is refused, and counted. */
+	/*
+	 * What the module expects in bpf_sock_splice_args.abi_version; a
+	 * program built against another version is refused, and counted.
+	 */
 	SS_ABI_VERSION = 2,
 };
 
@@ -55,9 +57,11 @@ enum ss_policy_flags {
 	SS_POLICY_SPLICE = 4,		/* the splice engine owns this netns */
 };
 
-/* The kfunc's argument block (bpf_sock_splice_pair), filled by
+/*
+ * The kfunc's argument block (bpf_sock_splice_pair), filled by
  * bpf/splice.c. abi_version comes first so that any size can be checked;
- * the module refuses a block of another version or size. */
+ * the module refuses a block of another version or size.
+ */
 struct bpf_sock_splice_args {
 	__u32 abi_version;	/* SS_ABI_VERSION of the program */
 	__u32 flags;		/* none defined: must be 0 */
@@ -104,8 +108,10 @@ struct ss_pair_key {
 	__u32 pad;
 };
 
-/* Counters of both engines' programs, one slot per CPU (the objects'
- * .bss). Each field is one reason an operator may need to see. */
+/*
+ * Counters of both engines' programs, one slot per CPU (the objects'
+ * .bss). Each field is one reason an operator may need to see.
+ */
 struct ss_counters {
 	__u64 paired;		/* sockets inserted into the pair map */
 	__u64 redirect_msgs;	/* messages moved to the peer */
