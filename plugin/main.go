@@ -19,9 +19,11 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/socksplice/socksplice/conf"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
 // Plugin-specific CNI error codes (100 and up are ours).
@@ -34,7 +36,7 @@ const (
 var buildVersion = "dev"
 
 func main() {
-	engine.MaybeRunSelfTestChild()
+	selftest.MaybeRunChild()
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(printStatus(os.Args[2:]))
 	}
@@ -142,16 +144,16 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if d.Engine == engine.Off {
+	switch {
+	case d.Engine == engine.Off:
 		logf("network %s: mode %s runs plain TCP on this node: %s", c.Name, c.Mode, d.Reason)
-		return types.PrintResult(c.PrevResult, c.CNIVersion)
-	}
-	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
+	case d.Engine == engine.Sockmap && c.BusyPollUs != 0:
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
 	}
+	// Off is recorded too (nothing is enrolled), for CHECK and STATUS.
 	a := attachment(c, args, prev)
-	a.Policy.Splice = d.Engine == engine.Splice
-	if _, err := enroll.Add(o, a); err != nil {
+	a.Engine = d.Engine
+	if err := enroll.Add(o, a); err != nil {
 		return types.NewError(ErrEnroll, "enrolling container "+args.ContainerID, err.Error())
 	}
 	return types.PrintResult(c.PrevResult, c.CNIVersion)
@@ -178,6 +180,8 @@ func cmdDel(args *skel.CmdArgs) error {
 	return nil
 }
 
+// cmdCheck verifies what ADD recorded, with the engine ADD chose: it
+// decides nothing and runs no self-test.
 func cmdCheck(args *skel.CmdArgs) error {
 	c, prev, err := parse(args, true)
 	if err != nil {
@@ -191,13 +195,6 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
 	}
 	defer o.Close()
-	d, err := decide(c, o)
-	if err != nil {
-		return err
-	}
-	if d.Engine == engine.Off {
-		return nil
-	}
 	if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
 		return types.NewError(ErrEnroll, "check", err.Error())
 	}
@@ -270,12 +267,18 @@ func printStatus(args []string) int {
 		fmt.Fprintf(os.Stderr, "socksplice: reading metadata: %v\n", err)
 		return 1
 	}
-	recs, err := o.Records()
+	f := engine.Probe()
+	verdicts, err := engine.Cached(o, f.Kernel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
+		return 1
+	}
+	recs, err := enroll.Records(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "socksplice: reading attachments: %v\n", err)
 		return 1
 	}
-	ctr, err := o.ReadCounters()
+	ctr, err := counters.Read(o.Counters)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
 		return 1
@@ -285,19 +288,20 @@ func printStatus(args []string) int {
 		NetnsCookie                  uint64
 		Engine                       string
 	}
+	type metadata struct {
+		node.Meta
+		engine.Verdicts // those that still hold
+	}
 	out := struct {
 		PinDir        string          `json:"pinDir"`
-		Meta          node.Meta       `json:"meta"`
+		Meta          metadata        `json:"meta"`
 		SpliceProgram bool            `json:"spliceProgram"` // the splice engine's program is pinned
 		Attachments   []attachment    `json:"attachments"`
-		Counters      node.Counters   `json:"counters"`
+		Counters      counters.Totals `json:"counters"`
 		Kernel        engine.Features `json:"kernel"`
-	}{PinDir: dir, Meta: meta, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: engine.Probe(), Attachments: []attachment{}}
+	}{PinDir: dir, Meta: metadata{meta, verdicts}, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: f, Attachments: []attachment{}}
 	for k, r := range recs {
-		a := attachment{NetnsCookie: r.Netns, Engine: engine.Sockmap}
-		if r.Flags&node.RecordSplice != 0 {
-			a.Engine = engine.Splice
-		}
+		a := attachment{NetnsCookie: r.Netns, Engine: r.Engine()}
 		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
 		out.Attachments = append(out.Attachments, a)
 	}

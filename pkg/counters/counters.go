@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-package node
+// Package counters reads the BPF programs' counters from the node's pinned
+// counters map (the objects' .bss: one slot of counters per CPU).
+package counters
 
 import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/cilium/ebpf"
+
 	sbpf "github.com/socksplice/socksplice/bpf"
 )
 
-// Counters are the BPF programs' counters summed over all CPUs.
-type Counters struct {
+// Totals are the BPF programs' counters summed over all CPUs.
+type Totals struct {
 	Paired           uint64 `json:"paired"`
 	RedirectMsgs     uint64 `json:"redirectMsgs"`
 	RedirectBytes    uint64 `json:"redirectBytes"`
@@ -25,16 +29,16 @@ type Counters struct {
 	SpliceListenFail uint64 `json:"spliceListenFail"` // listeners it could not prepare
 }
 
-// ReadCounters sums the per-CPU counter slots.
-func (o *Objects) ReadCounters() (Counters, error) {
-	var c Counters
+// Read sums the per-CPU counter slots of m, the node's counters map.
+func Read(m *ebpf.Map) (Totals, error) {
+	var c Totals
 	const slot = sbpf.SlotWords * 8 // bytes per CPU; the unused tail is zero
-	if n := o.Counters.ValueSize(); n != sbpf.MaxCPUs*slot {
-		// Open does not upgrade: the pins may be another build's.
+	if n := m.ValueSize(); n != sbpf.MaxCPUs*slot {
+		// node.Open does not upgrade: the pins may be another build's.
 		return c, fmt.Errorf("reading counters: the pinned map holds %d bytes, this build lays out %d (pinned by another build?)", n, sbpf.MaxCPUs*slot)
 	}
-	buf := make([]byte, o.Counters.ValueSize())
-	if err := o.Counters.Lookup(uint32(0), &buf); err != nil {
+	buf := make([]byte, m.ValueSize())
+	if err := m.Lookup(uint32(0), &buf); err != nil {
 		return c, fmt.Errorf("reading counters: %w", err)
 	}
 	var sum [sbpf.NumCounters]uint64
