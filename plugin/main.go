@@ -166,18 +166,27 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	o, err := node.Open(c.PinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
+	return withPinned(c.PinDir, true, func(o *node.Objects) error {
+		if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
+			return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
+		}
+		return nil
+	})
+}
+
+// withPinned runs fn on the node's pinned objects, for the commands that
+// must not create state. Where nothing is pinned it fails, or succeeds at
+// once if nothingOK (there is nothing to undo).
+func withPinned(dir string, nothingOK bool, fn func(*node.Objects) error) error {
+	o, err := node.Open(dir)
+	if nothingOK && errors.Is(err, node.ErrNotLoaded) {
 		return nil
 	}
 	if err != nil {
 		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
 	}
 	defer o.Close()
-	if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
-		return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
-	}
-	return nil
+	return fn(o)
 }
 
 // cmdCheck verifies what ADD recorded, with the engine ADD chose: it
@@ -190,15 +199,12 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if c.Mode == conf.ModeOff {
 		return nil
 	}
-	o, err := node.Open(c.PinDir)
-	if err != nil {
-		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
-	}
-	defer o.Close()
-	if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
-		return types.NewError(ErrEnroll, "check", err.Error())
-	}
-	return nil
+	return withPinned(c.PinDir, false, func(o *node.Objects) error {
+		if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
+			return types.NewError(ErrEnroll, "check", err.Error())
+		}
+		return nil
+	})
 }
 
 // cmdGC drops the attachments of this network that the runtime no longer lists.
@@ -207,26 +213,20 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	o, err := node.Open(c.PinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
-		return nil
-	}
-	if err != nil {
-		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
-	}
-	defer o.Close()
 	var keep []enroll.ID
 	for _, a := range c.ValidAttachments {
 		keep = append(keep, enroll.ID{ContainerID: a.ContainerID, IfName: a.IfName})
 	}
-	n, err := enroll.GC(o, c.Name, keep)
-	if err != nil {
-		return types.NewError(ErrEnroll, "gc", err.Error())
-	}
-	if n > 0 {
-		logf("network %s: gc removed %d stale attachments", c.Name, n)
-	}
-	return nil
+	return withPinned(c.PinDir, true, func(o *node.Objects) error {
+		n, err := enroll.GC(o, c.Name, keep)
+		if err != nil {
+			return types.NewError(ErrEnroll, "gc", err.Error())
+		}
+		if n > 0 {
+			logf("network %s: gc removed %d stale attachments", c.Name, n)
+		}
+		return nil
+	})
 }
 
 // cmdStatus reports whether the configured engine can run here.

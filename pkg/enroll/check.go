@@ -54,14 +54,13 @@ func Check(o *node.Objects, a Attachment) error {
 		}
 	}
 	pin := LinkPin(o, a.Network, a.ContainerID, a.IfName)
-	if rec.Flags&RecordNodeLink != 0 {
+	switch legacy := legacyLinkPin(o, a.Network, a.ContainerID, a.IfName); {
+	case rec.Flags&RecordNodeLink != 0:
 		pin = nodeLinkPin(o, splice)
-	} else if _, err := os.Stat(pin); err != nil {
-		if legacy := legacyLinkPin(o, a.Network, a.ContainerID, a.IfName); fileExists(legacy) {
-			pin = legacy
-		}
+	case !exists(pin) && exists(legacy):
+		pin = legacy
 	}
-	if !fileExists(pin) {
+	if !exists(pin) {
 		return fmt.Errorf("container %s: sock_ops link %s is missing", a.ContainerID, pin)
 	}
 	runs, err := node.LinkRunsSplice(pin)
@@ -74,7 +73,7 @@ func Check(o *node.Objects, a Attachment) error {
 	return nil
 }
 
-func fileExists(path string) bool {
+func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
