@@ -4,9 +4,6 @@
 package counters_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -14,23 +11,11 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/counters"
-	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 )
 
 func TestReadFresh(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (loads BPF programs and pins them)")
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	dir := "/sys/fs/bpf/socksplice-unittest-" + hex.EncodeToString(b)
-	defer os.RemoveAll(dir)
-	o, err := node.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-
+	o := nodetest.Load(t)
 	c, err := counters.Read(o.Counters)
 	if err != nil {
 		t.Fatalf("Read: %v", err)
@@ -52,9 +37,7 @@ func TestReadFresh(t *testing.T) {
 
 // A map of another layout (the 64-byte slots of older builds) is refused.
 func TestReadRefusesOtherLayout(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (creates a BPF map)")
-	}
+	nodetest.NeedRoot(t)
 	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4,
 		ValueSize: sbpf.MaxCPUs * 8 * 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
 	if err != nil {

@@ -4,13 +4,11 @@
 package engine
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strings"
 	"testing"
 
-	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
 )
@@ -18,41 +16,6 @@ import (
 func TestMain(m *testing.M) {
 	selftest.MaybeRunChild() // the self-test re-executes this binary
 	os.Exit(m.Run())
-}
-
-// loadNode loads a node under a fresh pin directory, removed at cleanup.
-func loadNode(t *testing.T) *node.Objects {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (netns, cgroup, BPF)")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	pin := "/sys/fs/bpf/socksplice-enginetest-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(pin) })
-	o, err := node.Load(pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close() })
-	return o
-}
-
-// loadStubbed replaces o's splice program with this build's, kfunc calls
-// stubbed (sbpf.LoadSpliceStubbed), loaded with o's maps and pinned.
-func loadStubbed(t *testing.T, o *node.Objects) {
-	t.Helper()
-	if o.Splice != nil { // the real one, where the module is loaded
-		o.Splice.Close()
-		o.Splice = nil
-	}
-	spec, err := sbpf.LoadSpliceStubbed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.LoadSplice(spec); err != nil {
-		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
-	}
 }
 
 // checkFresh checks a fresh verdict: four checks, and the engine agrees
@@ -81,7 +44,7 @@ func checkFresh(t *testing.T, eng string, d Decision) bool {
 // Where the splice module is loaded (the test kernel) its self-test must
 // pass: the module passes the whole semantics suite there.
 func TestSelfTestRunsAndCaches(t *testing.T) {
-	o := loadNode(t)
+	o := nodetest.Load(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +105,8 @@ func noLeftovers(t *testing.T, o *node.Objects) {
 // its own measurement, and auto must fall back to the sockmap verdict and
 // say why.
 func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
-	o := loadNode(t)
-	loadStubbed(t, o)
+	o := nodetest.Load(t)
+	nodetest.LoadStubbedSplice(t, o)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -197,10 +160,10 @@ func storeVerdicts(t *testing.T, o *node.Objects) {
 // loaded or replaced since) makes the cached splice self-test verdict stale
 // and keeps the sockmap one.
 func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
-	o := loadNode(t)
-	loadStubbed(t, o)
+	o := nodetest.Load(t)
+	nodetest.LoadStubbedSplice(t, o)
 	storeVerdicts(t, o)
-	loadStubbed(t, o)
+	nodetest.LoadStubbedSplice(t, o)
 	v, err := Cached(o, "k")
 	if err != nil {
 		t.Fatal(err)
@@ -219,8 +182,8 @@ func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
 // after an upgrade (new stamp, new programs): no self-test result survives
 // the programs it measured.
 func TestVerdictsHoldForTheirBasis(t *testing.T) {
-	o := loadNode(t)
-	loadStubbed(t, o)
+	o := nodetest.Load(t)
+	nodetest.LoadStubbedSplice(t, o)
 	storeVerdicts(t, o)
 	if v, err := Cached(o, "other"); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
 		t.Errorf("verdicts hold on another kernel: %+v (%v)", v, err)
@@ -248,7 +211,7 @@ func TestVerdictsHoldForTheirBasis(t *testing.T) {
 
 // A fresh node has no verdicts.
 func TestFreshNodeHasNoVerdicts(t *testing.T) {
-	o := loadNode(t)
+	o := nodetest.Load(t)
 	if v, err := Cached(o, Probe().Kernel); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
 		t.Errorf("fresh node: %+v (%v)", v, err)
 	}

@@ -17,18 +17,9 @@ import (
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
 )
-
-func progID(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
-	t.Helper()
-	info, err := p.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return id
-}
 
 func enrolled(t *testing.T, o *node.Objects, cookie uint64) bool {
 	t.Helper()
@@ -78,7 +69,7 @@ func TestAddCheckRemove(t *testing.T) {
 	if !enrolled(t, o, cookie) {
 		t.Errorf("sockmap attachment not enrolled")
 	}
-	if ids, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(ids, []ebpf.ProgramID{progID(t, o.SockOps)}) {
+	if ids, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(ids, []ebpf.ProgramID{nodetest.ProgID(t, o.SockOps)}) {
 		t.Errorf("attached %v (%v), want the sockops program", ids, err)
 	}
 	if _, err := os.Stat(LinkPin(o, "n1", "c-sockmap", "eth0")); err != nil {

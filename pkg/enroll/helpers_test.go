@@ -4,49 +4,16 @@
 package enroll
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
-	"golang.org/x/sys/unix"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
-	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 )
 
-func randHex(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// loadNode loads a node under a fresh pin directory; both go at cleanup.
-func loadNode(t *testing.T) *node.Objects {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (loads BPF programs, pins them, creates cgroups and netns)")
-	}
-	dir := filepath.Join("/sys/fs/bpf", "socksplice-unittest-"+randHex(t))
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("removing %s: %v", dir, err)
-		}
-	})
-	o, err := node.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close() })
-	return o
-}
+var loadNode = nodetest.Load
 
 // cgroupDir creates a fresh cgroup v2 directory, removed at cleanup.
 func cgroupDir(t *testing.T) string {
@@ -55,16 +22,7 @@ func cgroupDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(root, "socksplice-unittest-"+strconv.Itoa(os.Getpid())+"-"+randHex(t))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Rmdir(dir); err != nil {
-			t.Errorf("rmdir %s: %v", dir, err)
-		}
-	})
-	return dir
+	return nodetest.NewCgroup(t, root)
 }
 
 // newNetns creates a network namespace, removed at cleanup.

@@ -4,19 +4,16 @@
 package node_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -31,50 +28,11 @@ var progPins = func() []string {
 	return []string{"sockops", "msg"}
 }()
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (loads BPF programs, pins them in bpffs and creates cgroups)")
-	}
-}
-
-func randHex(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// pinDir returns a fresh, not yet existing pin directory that is removed
-// when the test ends.
-func pinDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join("/sys/fs/bpf", "socksplice-unittest-"+randHex(t))
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("removing %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// mkCgroup creates a fresh cgroup v2 directory under parent that is
-// removed when the test ends.
-func mkCgroup(t *testing.T, parent string) string {
-	t.Helper()
-	dir := filepath.Join(parent, "socksplice-unittest-"+strconv.Itoa(os.Getpid())+"-"+randHex(t))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Rmdir(dir); err != nil {
-			t.Errorf("rmdir %s: %v", dir, err)
-		}
-	})
-	return dir
-}
+var (
+	needRoot = nodetest.NeedRoot
+	pinDir   = nodetest.PinDir
+	progID   = nodetest.ProgID
+)
 
 // cgroupDir creates a fresh cgroup v2 directory, nested one level below
 // the root's child, that is removed when the test ends.
@@ -84,7 +42,7 @@ func cgroupDir(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("cgroup.Root: %v", err)
 	}
-	return mkCgroup(t, mkCgroup(t, root))
+	return nodetest.NewCgroup(t, nodetest.NewCgroup(t, root))
 }
 
 func load(t *testing.T, dir string) *node.Objects {
@@ -105,19 +63,6 @@ func mapID(t *testing.T, m *ebpf.Map) ebpf.MapID {
 	id, ok := info.ID()
 	if !ok || id == 0 {
 		t.Fatalf("map has no ID")
-	}
-	return id
-}
-
-func progID(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
-	t.Helper()
-	info, err := p.Info()
-	if err != nil {
-		t.Fatalf("program info: %v", err)
-	}
-	id, ok := info.ID()
-	if !ok || id == 0 {
-		t.Fatalf("program has no ID")
 	}
 	return id
 }

@@ -23,6 +23,7 @@ import (
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -92,23 +93,6 @@ func connChild() error {
 	return nil
 }
 
-// loadStubbed replaces o's splice program with this build's, kfunc calls
-// stubbed (sbpf.LoadSpliceStubbed), loaded with o's maps and pinned.
-func loadStubbed(t *testing.T, o *node.Objects) {
-	t.Helper()
-	if o.Splice != nil { // the real one, where the module is loaded
-		o.Splice.Close()
-		o.Splice = nil
-	}
-	spec, err := sbpf.LoadSpliceStubbed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.LoadSplice(spec); err != nil {
-		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
-	}
-}
-
 // stubbedNode loads a node under a fresh pin directory (removed at
 // cleanup) whose splice program is the one with stubbed kfuncs.
 func stubbedNode(t *testing.T) *node.Objects {
@@ -122,7 +106,7 @@ func stubbedNode(t *testing.T) *node.Objects {
 			o.Close()
 		}
 	}()
-	loadStubbed(t, o)
+	nodetest.LoadStubbedSplice(t, o)
 	ok = true
 	if _, err := os.Stat(filepath.Join(dir, node.ProgsDir, "splice")); err != nil {
 		t.Errorf("splice program not pinned: %v", err)
@@ -152,8 +136,8 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outer := mkCgroup(t, root)
-	inner := mkCgroup(t, outer)
+	outer := nodetest.NewCgroup(t, root)
+	inner := nodetest.NewCgroup(t, outer)
 	attach(t, outer, o.Splice) // as a node-level link would
 	attach(t, inner, o.Splice)
 	attach(t, inner, o.SockOps)
@@ -245,7 +229,7 @@ func TestUpgradeMovesLinksByEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg := mkCgroup(t, root)
+	cg := nodetest.NewCgroup(t, root)
 	sockmapPin := filepath.Join(dir, node.ContainersDir, "a")
 	spliceLink := filepath.Join(dir, node.ContainersDir, "b")
 	if err := cgroup.Attach(cg, o.SockOps, sockmapPin); err != nil {
