@@ -20,7 +20,7 @@ import (
 // again. A record of engine off only needs its netns unchanged.
 func Check(o *node.Objects, a Attachment) error {
 	key := RecordKey(a.Network, a.ContainerID, a.IfName)
-	rec, ok, err := Get(o, key)
+	rec, ok, err := getRecord(o, key)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func Check(o *node.Objects, a Attachment) error {
 			return fmt.Errorf("container %s: address %s is not registered to it", a.ContainerID, ad)
 		}
 	}
-	pin := LinkPin(o, a.Network, a.ContainerID, a.IfName)
+	pin := linkPin(o, a.Network, a.ContainerID, a.IfName)
 	switch legacy := legacyLinkPin(o, a.Network, a.ContainerID, a.IfName); {
 	case rec.Flags&RecordNodeLink != 0:
 		pin = nodeLinkPin(o, splice)

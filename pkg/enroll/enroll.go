@@ -82,7 +82,7 @@ func nodeLinkPin(o *node.Objects, splice bool) string {
 	return filepath.Join(o.Dir, node.LinksDir, nodeLinkName)
 }
 
-// legacyLinkPin is where builds before the hashed names (LinkPin) pinned
+// legacyLinkPin is where builds before the hashed names (linkPin) pinned
 // an attachment's link: DEL and CHECK still find those.
 func legacyLinkPin(o *node.Objects, network, containerID, ifname string) string {
 	name := strings.ReplaceAll(containerID+"_"+ifname+"_"+network, "/", "-")
@@ -131,7 +131,7 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	rec.SetIdent(a.Network, a.ContainerID, a.IfName)
 	if prog == nil {
 		rec.Flags = RecordOff
-		if err := Put(o, key, &rec); err != nil {
+		if err := putRecord(o, key, &rec); err != nil {
 			return fmt.Errorf("storing attachment record: %w", err)
 		}
 		return nil
@@ -151,7 +151,7 @@ func Add(o *node.Objects, a Attachment) (err error) {
 		}
 	}()
 	// Store the record first: whatever follows, DEL can find and undo it.
-	if err = Put(o, key, &rec); err != nil {
+	if err = putRecord(o, key, &rec); err != nil {
 		return fmt.Errorf("storing attachment record: %w", err)
 	}
 	pol := policyValue(a.Policy, splice)
@@ -183,13 +183,13 @@ func Add(o *node.Objects, a Attachment) (err error) {
 		err = cgroup.Attach(dir, prog, nodeLinkPin(o, splice))
 		rec.Flags |= RecordNodeLink
 	} else {
-		err = cgroup.Attach(dir, prog, LinkPin(o, a.Network, a.ContainerID, a.IfName))
+		err = cgroup.Attach(dir, prog, linkPin(o, a.Network, a.ContainerID, a.IfName))
 		rec.Flags |= RecordCgroupLink
 	}
 	if err != nil {
 		return err
 	}
-	if err = Put(o, key, &rec); err != nil {
+	if err = putRecord(o, key, &rec); err != nil {
 		return fmt.Errorf("storing attachment record: %w", err)
 	}
 	return nil
@@ -210,7 +210,7 @@ func addrWords(a netip.Addr) [4]uint32 {
 // Remove undoes Add for one attachment. Missing pieces are not errors.
 func Remove(o *node.Objects, network, containerID, ifname string) error {
 	key := RecordKey(network, containerID, ifname)
-	rec, ok, err := Get(o, key)
+	rec, ok, err := getRecord(o, key)
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func Remove(o *node.Objects, network, containerID, ifname string) error {
 }
 
 func detachLinks(o *node.Objects, network, containerID, ifname string) error {
-	return errors.Join(cgroup.Detach(LinkPin(o, network, containerID, ifname)),
+	return errors.Join(cgroup.Detach(linkPin(o, network, containerID, ifname)),
 		ignoreNameTooLong(cgroup.Detach(legacyLinkPin(o, network, containerID, ifname))))
 }
 
@@ -238,7 +238,7 @@ func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifnam
 			errs = append(errs, ignoreMissing(o.DomainAddrs.Delete(&dk)))
 		}
 	}
-	errs = append(errs, Delete(o, key))
+	errs = append(errs, deleteRecord(o, key))
 	if rec.Flags&RecordOff != 0 {
 		return errors.Join(errs...) // it enrolled nothing
 	}

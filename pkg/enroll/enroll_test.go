@@ -49,7 +49,7 @@ func TestAddCheckRemove(t *testing.T) {
 	if err := Add(o, off); err != nil {
 		t.Fatalf("Add(off): %v", err)
 	}
-	rec, ok, err := Get(o, RecordKey("n1", "c-off", "eth0"))
+	rec, ok, err := getRecord(o, RecordKey("n1", "c-off", "eth0"))
 	if err != nil || !ok || rec.Engine() != engine.Off || rec.Netns != cookie || rec.NAddrs != 0 {
 		t.Errorf("off record = %+v (engine %s), %v, %v", rec, rec.Engine(), ok, err)
 	}
@@ -72,7 +72,7 @@ func TestAddCheckRemove(t *testing.T) {
 	if ids, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(ids, []ebpf.ProgramID{nodetest.ProgID(t, o.SockOps)}) {
 		t.Errorf("attached %v (%v), want the sockops program", ids, err)
 	}
-	if _, err := os.Stat(LinkPin(o, "n1", "c-sockmap", "eth0")); err != nil {
+	if _, err := os.Stat(linkPin(o, "n1", "c-sockmap", "eth0")); err != nil {
 		t.Errorf("link pin: %v", err)
 	}
 	// CHECK goes by the record: the engine named now does not matter.

@@ -88,16 +88,16 @@ func (r *Record) AddrList() []netip.Addr {
 	return out
 }
 
-// LinkPin is where the per-container cgroup link of an attachment is
+// linkPin is where the per-container cgroup link of an attachment is
 // pinned: named by its record key, so that no two identities share a pin
 // and the name fits NAME_MAX whatever the container ID.
-func LinkPin(o *node.Objects, network, containerID, ifname string) string {
+func linkPin(o *node.Objects, network, containerID, ifname string) string {
 	key := RecordKey(network, containerID, ifname)
 	return filepath.Join(o.Dir, node.ContainersDir, hex.EncodeToString(key[:]))
 }
 
-// Get returns the record under key, or ok=false.
-func Get(o *node.Objects, key [32]byte) (Record, bool, error) {
+// getRecord returns the record under key, or ok=false.
+func getRecord(o *node.Objects, key [32]byte) (Record, bool, error) {
 	var r Record
 	err := o.Attach.Lookup(key, &r)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -106,13 +106,13 @@ func Get(o *node.Objects, key [32]byte) (Record, bool, error) {
 	return r, err == nil, err
 }
 
-// Put stores a record.
-func Put(o *node.Objects, key [32]byte, r *Record) error {
+// putRecord stores a record.
+func putRecord(o *node.Objects, key [32]byte, r *Record) error {
 	return o.Attach.Update(key, r, ebpf.UpdateAny)
 }
 
-// Delete removes a record; a missing one is not an error.
-func Delete(o *node.Objects, key [32]byte) error {
+// deleteRecord removes a record; a missing one is not an error.
+func deleteRecord(o *node.Objects, key [32]byte) error {
 	err := o.Attach.Delete(key)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil

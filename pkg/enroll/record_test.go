@@ -32,18 +32,18 @@ func TestRecords(t *testing.T) {
 	}
 	r.NAddrs = uint32(len(addrs))
 	r.SetIdent("net1", "container-abc", "eth0")
-	if err := Put(o, key, &r); err != nil {
+	if err := putRecord(o, key, &r); err != nil {
 		t.Fatalf("PutRecord: %v", err)
 	}
 
 	key2 := RecordKey("net1", "container-def", "eth1")
 	r2 := Record{Netns: 8192, Domain: 77}
 	r2.SetIdent("net1", "container-def", "eth1")
-	if err := Put(o, key2, &r2); err != nil {
+	if err := putRecord(o, key2, &r2); err != nil {
 		t.Fatalf("PutRecord 2: %v", err)
 	}
 
-	got, ok, err := Get(o, key)
+	got, ok, err := getRecord(o, key)
 	if err != nil || !ok {
 		t.Fatalf("GetRecord = ok %v, err %v", ok, err)
 	}
@@ -69,16 +69,16 @@ func TestRecords(t *testing.T) {
 		t.Errorf("Records = %d entries (%v/%v), want the two records put", len(recs), recs[key] == r, recs[key2] == r2)
 	}
 
-	if err := Delete(o, key); err != nil {
+	if err := deleteRecord(o, key); err != nil {
 		t.Fatalf("DeleteRecord: %v", err)
 	}
-	if _, ok, err := Get(o, key); err != nil || ok {
+	if _, ok, err := getRecord(o, key); err != nil || ok {
 		t.Errorf("GetRecord after delete = ok %v, err %v; want false, nil", ok, err)
 	}
-	if err := Delete(o, key); err != nil {
+	if err := deleteRecord(o, key); err != nil {
 		t.Errorf("DeleteRecord of a missing key = %v, want nil", err)
 	}
-	if err := Delete(o, RecordKey("never", "was", "here")); err != nil {
+	if err := deleteRecord(o, RecordKey("never", "was", "here")); err != nil {
 		t.Errorf("DeleteRecord of a never-stored key = %v, want nil", err)
 	}
 	recs, err = Records(o)
@@ -117,7 +117,7 @@ func TestRecordIdentity(t *testing.T) {
 // characters (too long for the old name) pins and detaches.
 func TestLinkPinNames(t *testing.T) {
 	o := loadNode(t)
-	a, b := LinkPin(o, "n", "a_b", "c"), LinkPin(o, "n", "a", "b_c")
+	a, b := linkPin(o, "n", "a_b", "c"), linkPin(o, "n", "a", "b_c")
 	if a == b {
 		t.Errorf("container a_b/ifname c and container a/ifname b_c share the pin %s", a)
 	}
@@ -125,7 +125,7 @@ func TestLinkPinNames(t *testing.T) {
 		t.Errorf("the legacy names no longer collide: the test case is moot")
 	}
 	long := strings.Repeat("0123456789", 25)
-	pin := LinkPin(o, "net", long, "eth0")
+	pin := linkPin(o, "net", long, "eth0")
 	if n := len(filepath.Base(pin)); n > 255 {
 		t.Fatalf("pin name is %d bytes, over NAME_MAX", n)
 	}

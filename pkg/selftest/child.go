@@ -25,7 +25,7 @@ const selfTestPayload = 1 << 20
 // MaybeRunChild runs the self-test child and exits when argv asks for it;
 // otherwise it returns at once.
 func MaybeRunChild() {
-	if len(os.Args) < 2 || os.Args[1] != ChildArg {
+	if len(os.Args) < 2 || os.Args[1] != childArg {
 		return
 	}
 	rep := runChild()

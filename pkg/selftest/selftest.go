@@ -31,10 +31,10 @@ import (
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
-// ChildArg, as argv[1], turns the plugin binary into the self-test child.
+// childArg, as argv[1], turns the plugin binary into the self-test child.
 // Main functions (the plugin's, test binaries') call MaybeRunChild first
 // thing.
-const ChildArg = "__socksplice_selftest_child"
+const childArg = "__socksplice_selftest_child"
 
 const selfTestTimeout = 20 * time.Second
 
@@ -69,7 +69,7 @@ const selfTestRingKiB = 64
 // splice engine's if splice, else the sockmap engine's) in a private netns
 // and cgroup, reads them with recv and with splice(2), checks urgent data
 // and backpressure, and returns the measurements. exe is a binary that runs
-// the child (see ChildArg).
+// the child (see childArg).
 func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	prog := o.SockOps
 	pol := sbpf.SocksplicePolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
@@ -103,7 +103,7 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), selfTestTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, ChildArg)
+	cmd := exec.CommandContext(ctx, exe, childArg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWNET,
 		UseCgroupFD: true,
