@@ -4,9 +4,6 @@
 package bpf
 
 import (
-	"encoding/binary"
-	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -26,37 +23,6 @@ func specs(t *testing.T) (main, splice *ebpf.CollectionSpec) {
 	return main, splice
 }
 
-// The counters array decodes slot by slot and sums per field; JSON names
-// the fields as the ABI header does.
-func TestSumCounters(t *testing.T) {
-	buf := make([]byte, CountersSize)
-	slot := CountersSize / MaxCPUs
-	put := func(cpu, word int, v uint64) { binary.NativeEndian.PutUint64(buf[cpu*slot+word*8:], v) }
-	put(0, 0, 1) // paired
-	put(MaxCPUs-1, 0, 2)
-	put(3, 2, 4096) // redirect_bytes
-	put(5, 11, 7)   // splice_abi_mismatch, the last field
-	c, err := SumCounters(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Paired != 3 || c.RedirectBytes != 4096 || c.SpliceAbiMismatch != 7 || c.RedirectMsgs != 0 {
-		t.Errorf("summed %+v", c)
-	}
-	if _, err := SumCounters(buf[:len(buf)-8]); err == nil {
-		t.Error("a counters array of another size was accepted")
-	}
-	js, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`"paired":3`, `"redirectBytes":4096`, `"spliceAbiMismatch":7`, `"tcpMsgs":0`} {
-		if !strings.Contains(string(js), want) {
-			t.Errorf("JSON %s lacks %s", js, want)
-		}
-	}
-}
-
 // The splice object tells the module the ABI version it was built with.
 func TestSpliceCarriesABIVersion(t *testing.T) {
 	_, splice := specs(t)
@@ -73,7 +39,7 @@ func TestSpliceCarriesABIVersion(t *testing.T) {
 	}
 }
 
-// The splice object is loaded with the main object's maps (MapReplacements):
+// The splice object is loaded with the main object's pinned maps:
 // the shared maps, .bss included, must have identical layouts.
 func TestSharedMapsMatch(t *testing.T) {
 	main, splice := specs(t)
@@ -87,7 +53,7 @@ func TestSharedMapsMatch(t *testing.T) {
 			t.Errorf("map %s differs: %+v vs %+v", name, a, b)
 		}
 	}
-	if got, want := main.Maps[".bss"].ValueSize, uint32(CountersSize); got != want {
+	if got, want := main.Maps[".bss"].ValueSize, uint32(MaxCPUs*SlotWords*8); got != want {
 		t.Errorf(".bss is %d bytes, want %d (counters only)", got, want)
 	}
 	// Same globals at the same offsets: the counters and nothing else.

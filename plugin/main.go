@@ -19,9 +19,11 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/socksplice/socksplice/conf"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
 // Plugin-specific CNI error codes (100 and up are ours).
@@ -34,7 +36,7 @@ const (
 var buildVersion = "dev"
 
 func main() {
-	engine.MaybeRunSelfTestChild()
+	selftest.MaybeRunChild()
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(printStatus(os.Args[2:]))
 	}
@@ -142,16 +144,16 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if d.Engine == engine.Off {
+	switch {
+	case d.Engine == engine.Off:
 		logf("network %s: mode %s runs plain TCP on this node: %s", c.Name, c.Mode, d.Reason)
-		return types.PrintResult(c.PrevResult, c.CNIVersion)
-	}
-	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
+	case d.Engine == engine.Sockmap && c.BusyPollUs != 0:
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
 	}
+	// Off is recorded too (nothing is enrolled), for CHECK and STATUS.
 	a := attachment(c, args, prev)
-	a.Policy.Splice = d.Engine == engine.Splice
-	if _, err := enroll.Add(o, a); err != nil {
+	a.Engine = d.Engine
+	if err := enroll.Add(o, a); err != nil {
 		return types.NewError(ErrEnroll, "enrolling container "+args.ContainerID, err.Error())
 	}
 	return types.PrintResult(c.PrevResult, c.CNIVersion)
@@ -164,20 +166,31 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	o, err := node.Open(c.PinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
+	return withPinned(c.PinDir, true, func(o *node.Objects) error {
+		if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
+			return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
+		}
+		return nil
+	})
+}
+
+// withPinned runs fn on the node's pinned objects, for the commands that
+// must not create state. Where nothing is pinned it fails, or succeeds at
+// once if nothingOK (there is nothing to undo).
+func withPinned(dir string, nothingOK bool, fn func(*node.Objects) error) error {
+	o, err := node.Open(dir)
+	if nothingOK && errors.Is(err, node.ErrNotLoaded) {
 		return nil
 	}
 	if err != nil {
 		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
 	}
 	defer o.Close()
-	if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
-		return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
-	}
-	return nil
+	return fn(o)
 }
 
+// cmdCheck verifies what ADD recorded, with the engine ADD chose: it
+// decides nothing and runs no self-test.
 func cmdCheck(args *skel.CmdArgs) error {
 	c, prev, err := parse(args, true)
 	if err != nil {
@@ -186,22 +199,12 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if c.Mode == conf.ModeOff {
 		return nil
 	}
-	o, err := node.Open(c.PinDir)
-	if err != nil {
-		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
-	}
-	defer o.Close()
-	d, err := decide(c, o)
-	if err != nil {
-		return err
-	}
-	if d.Engine == engine.Off {
+	return withPinned(c.PinDir, false, func(o *node.Objects) error {
+		if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
+			return types.NewError(ErrEnroll, "check", err.Error())
+		}
 		return nil
-	}
-	if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
-		return types.NewError(ErrEnroll, "check", err.Error())
-	}
-	return nil
+	})
 }
 
 // cmdGC drops the attachments of this network that the runtime no longer lists.
@@ -210,26 +213,20 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	o, err := node.Open(c.PinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
-		return nil
-	}
-	if err != nil {
-		return types.NewError(ErrLoad, "pinDir: opening BPF objects", err.Error())
-	}
-	defer o.Close()
 	var keep []enroll.ID
 	for _, a := range c.ValidAttachments {
 		keep = append(keep, enroll.ID{ContainerID: a.ContainerID, IfName: a.IfName})
 	}
-	n, err := enroll.GC(o, c.Name, keep)
-	if err != nil {
-		return types.NewError(ErrEnroll, "gc", err.Error())
-	}
-	if n > 0 {
-		logf("network %s: gc removed %d stale attachments", c.Name, n)
-	}
-	return nil
+	return withPinned(c.PinDir, true, func(o *node.Objects) error {
+		n, err := enroll.GC(o, c.Name, keep)
+		if err != nil {
+			return types.NewError(ErrEnroll, "gc", err.Error())
+		}
+		if n > 0 {
+			logf("network %s: gc removed %d stale attachments", c.Name, n)
+		}
+		return nil
+	})
 }
 
 // cmdStatus reports whether the configured engine can run here.
@@ -270,12 +267,18 @@ func printStatus(args []string) int {
 		fmt.Fprintf(os.Stderr, "socksplice: reading metadata: %v\n", err)
 		return 1
 	}
-	recs, err := o.Records()
+	f := engine.Probe()
+	verdicts, err := engine.Cached(o, f.Kernel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
+		return 1
+	}
+	recs, err := enroll.Records(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "socksplice: reading attachments: %v\n", err)
 		return 1
 	}
-	ctr, err := o.ReadCounters()
+	ctr, err := counters.Read(o.Counters)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
 		return 1
@@ -285,19 +288,20 @@ func printStatus(args []string) int {
 		NetnsCookie                  uint64
 		Engine                       string
 	}
+	type metadata struct {
+		node.Meta
+		engine.Verdicts // those that still hold
+	}
 	out := struct {
 		PinDir        string          `json:"pinDir"`
-		Meta          node.Meta       `json:"meta"`
+		Meta          metadata        `json:"meta"`
 		SpliceProgram bool            `json:"spliceProgram"` // the splice engine's program is pinned
 		Attachments   []attachment    `json:"attachments"`
-		Counters      node.Counters   `json:"counters"`
+		Counters      counters.Totals `json:"counters"`
 		Kernel        engine.Features `json:"kernel"`
-	}{PinDir: dir, Meta: meta, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: engine.Probe(), Attachments: []attachment{}}
+	}{PinDir: dir, Meta: metadata{meta, verdicts}, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: f, Attachments: []attachment{}}
 	for k, r := range recs {
-		a := attachment{NetnsCookie: r.Netns, Engine: engine.Sockmap}
-		if r.Flags&node.RecordSplice != 0 {
-			a.Engine = engine.Splice
-		}
+		a := attachment{NetnsCookie: r.Netns, Engine: r.Engine()}
 		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
 		out.Attachments = append(out.Attachments, a)
 	}

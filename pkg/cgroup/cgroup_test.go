@@ -4,8 +4,6 @@
 package cgroup
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -19,24 +17,16 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (creates cgroups and network namespaces, loads BPF programs)")
-	}
-}
-
-func randHex(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
+var (
+	needRoot = nodetest.NeedRoot
+	randHex  = nodetest.RandHex
+	mkCgroup = nodetest.Cgroup
+	progID   = nodetest.ProgID
+)
 
 func root(t *testing.T) string {
 	t.Helper()
@@ -45,22 +35,6 @@ func root(t *testing.T) string {
 		t.Fatalf("Root: %v", err)
 	}
 	return r
-}
-
-// mkCgroup creates dir (a cgroup) and removes it when the test ends.
-// Cleanups run last-in first-out, so children go before their parents and
-// processes started later are gone before their cgroup is removed.
-func mkCgroup(t *testing.T, dir string) string {
-	t.Helper()
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatalf("creating cgroup %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Rmdir(dir); err != nil {
-			t.Errorf("rmdir %s: %v", dir, err)
-		}
-	})
-	return dir
 }
 
 // testParent creates this test's own cgroup under the cgroup v2 root.
@@ -251,19 +225,6 @@ func TestResolveEmptyNetns(t *testing.T) {
 	}
 }
 
-func progID(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
-	t.Helper()
-	info, err := p.Info()
-	if err != nil {
-		t.Fatalf("program info: %v", err)
-	}
-	id, ok := info.ID()
-	if !ok || id == 0 {
-		t.Fatal("program has no ID")
-	}
-	return id
-}
-
 // waitAttached polls AttachedIDs until it equals want: the kernel releases
 // a link whose last pin is removed asynchronously.
 func waitAttached(t *testing.T, dir string, want []ebpf.ProgramID) {
@@ -286,12 +247,7 @@ func waitAttached(t *testing.T, dir string, want []ebpf.ProgramID) {
 
 func TestAttachDetach(t *testing.T) {
 	needRoot(t)
-	pinDir := filepath.Join("/sys/fs/bpf", "socksplice-unittest-"+randHex(t))
-	t.Cleanup(func() {
-		if err := os.RemoveAll(pinDir); err != nil {
-			t.Errorf("removing %s: %v", pinDir, err)
-		}
-	})
+	pinDir := nodetest.PinDir(t)
 	parent := testParent(t)
 	cg := mkCgroup(t, filepath.Join(parent, "c1"))
 

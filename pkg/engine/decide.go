@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -73,51 +74,16 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 	return d, err
 }
 
-// Verdict is the self-test's answer for one engine (Sockmap or Splice):
-// that engine if the node can run it and it passes, else off. The test runs
-// once per node and kernel; the verdict is cached in the node's meta map.
-func Verdict(eng string, f Features, o *node.Objects, exe string) (Decision, error) {
-	var ready error
-	switch eng {
-	case Sockmap:
-		ready = f.SockmapReady()
-	case Splice:
-		ready = spliceReady(f, o)
-	default:
-		return Decision{}, fmt.Errorf("no self-test for engine %q", eng)
-	}
-	if ready != nil {
-		return Decision{Engine: Off, Reason: eng + " engine unusable: " + ready.Error()}, nil
-	}
-	meta, err := o.ReadMeta()
-	if err != nil {
-		return Decision{}, fmt.Errorf("reading node metadata: %w", err)
-	}
-	cache := &meta.SelfTest
-	if eng == Splice {
-		cache = &meta.SpliceTest
-	}
-	if st := *cache; st != nil && st.Kernel == f.Kernel {
-		return Decision{Engine: st.Engine, Reason: st.Reason, Detail: st.Details, Cached: true}, nil
-	}
-	st, err := RunSelfTest(o, exe, f.Kernel, eng)
-	if err != nil {
-		// A self-test that cannot run proves nothing: stay off this
-		// engine and do not cache, so the next ADD tries again.
-		return Decision{Engine: Off, Reason: eng + " self-test failed to run: " + err.Error()}, nil
-	}
-	*cache = &st
-	if err := o.WriteMeta(meta); err != nil {
-		return Decision{}, fmt.Errorf("caching self-test result: %w", err)
-	}
-	return Decision{Engine: st.Engine, Reason: st.Reason, Detail: st.Details}, nil
-}
-
 // spliceReady returns why the splice engine cannot run, or nil. Without
 // node objects (o nil) the kfuncs alone decide.
 func spliceReady(f Features, o *node.Objects) error {
 	if !f.SpliceKfunc {
-		return fmt.Errorf("the kernel has no %s kfunc (the %s kernel module is not loaded)", SpliceKfunc, SpliceModule)
+		return fmt.Errorf("the kernel has no %s kfunc (the %s kernel module is not loaded)", sbpf.SpliceKfuncPair, sbpf.SpliceModule)
+	}
+	// Also where a splice program is pinned: the module may have been
+	// replaced by another release since.
+	if err := node.SpliceABIError(); err != nil {
+		return err
 	}
 	if o != nil && o.Splice == nil {
 		if o.SpliceErr != nil {

@@ -10,60 +10,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/node"
 )
-
-func TestJudge(t *testing.T) {
-	pass := func(name string) Check { return Check{Name: name, OK: true, Detail: "fine"} }
-	fail := func(name string) Check { return Check{Name: name, Detail: "broken"} }
-	all := func(cs ...Check) childReport { return childReport{Checks: cs} }
-	cases := []struct {
-		name   string
-		r      childReport
-		engine string
-		reason []string
-	}{
-		{"all good", all(pass(CheckRecv), pass(CheckSpliceRead), pass(CheckOOB), pass(CheckBackpressure)), Sockmap, []string{"passed"}},
-		{"splice false EOF", all(pass(CheckRecv), fail(CheckSpliceRead), pass(CheckOOB), pass(CheckBackpressure)), Off, []string{"splice-read"}},
-		{"two failures named", all(pass(CheckRecv), fail(CheckSpliceRead), fail(CheckOOB), pass(CheckBackpressure)), Off, []string{"splice-read", "msg-oob"}},
-		{"unbounded memory", all(pass(CheckRecv), pass(CheckSpliceRead), pass(CheckOOB), fail(CheckBackpressure)), Off, []string{"backpressure"}},
-		{"not paired", all(fail(CheckRecv), pass(CheckSpliceRead)), Off, []string{"recv"}},
-		{"nothing measured", all(), Off, []string{"nothing"}},
-	}
-	for _, eng := range []string{Sockmap, Splice} {
-		for _, tc := range cases {
-			t.Run(eng+"/"+tc.name, func(t *testing.T) {
-				st := node.SelfTest{Engine: eng} // judge must not inherit a verdict
-				judge(&st, tc.r, eng)
-				want := tc.engine
-				if want != Off {
-					want = eng
-				}
-				if st.Engine != want {
-					t.Errorf("judge = %s (%s), want %s", st.Engine, st.Reason, want)
-				}
-				for _, w := range tc.reason {
-					if !strings.Contains(st.Reason, w) {
-						t.Errorf("reason %q does not name %q", st.Reason, w)
-					}
-				}
-				if want == Off && len(tc.r.Checks) > 0 && !strings.HasPrefix(st.Reason, eng+" fails") {
-					t.Errorf("reason %q does not name the engine %s", st.Reason, eng)
-				}
-				if len(st.Details) != len(tc.r.Checks) {
-					t.Errorf("details %v, want one line per check", st.Details)
-				}
-			})
-		}
-	}
-
-	// A long detail is cut so that two verdicts fit the node's meta map.
-	st := node.SelfTest{}
-	judge(&st, all(Check{Name: CheckRecv, Detail: strings.Repeat("x", 5000)}), Splice)
-	if len(st.Details) != 1 || len(st.Details[0]) != maxDetail || !strings.HasSuffix(st.Details[0], "...") {
-		t.Errorf("a 5000-byte detail became %d bytes", len(st.Details[0]))
-	}
-}
 
 func TestDecideForcedModes(t *testing.T) {
 	ready := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup"}
@@ -80,8 +29,8 @@ func TestDecideForcedModes(t *testing.T) {
 	if _, err := Decide(Sockmap, noMsg, nil, ""); !errors.As(err, &unavail) || !strings.Contains(err.Error(), "sk_msg") {
 		t.Errorf("sockmap without sk_msg: %v, want ErrUnavailable naming sk_msg", err)
 	}
-	if _, err := Decide(Splice, ready, nil, ""); !errors.As(err, &unavail) || !strings.Contains(err.Error(), SpliceKfunc) {
-		t.Errorf("splice without kfunc: %v, want ErrUnavailable naming %s", err, SpliceKfunc)
+	if _, err := Decide(Splice, ready, nil, ""); !errors.As(err, &unavail) || !strings.Contains(err.Error(), sbpf.SpliceKfuncPair) {
+		t.Errorf("splice without kfunc: %v, want ErrUnavailable naming %s", err, sbpf.SpliceKfuncPair)
 	}
 	// auto on a kernel that cannot run sockmap stays off without a self-test.
 	if d, err := Decide(Auto, noMsg, nil, ""); err != nil || d.Engine != Off || !strings.Contains(d.Reason, "sk_msg") {
@@ -112,8 +61,8 @@ func TestDecideSplice(t *testing.T) {
 		engine string // "" means ErrUnavailable
 		want   string // in the reason or the error
 	}{
-		{"forced, no kfunc", Splice, noKfunc, loaded, "", SpliceKfunc},
-		{"forced, no kfunc, no objects (STATUS)", Splice, noKfunc, nil, "", SpliceModule},
+		{"forced, no kfunc", Splice, noKfunc, loaded, "", sbpf.SpliceKfuncPair},
+		{"forced, no kfunc, no objects (STATUS)", Splice, noKfunc, nil, "", sbpf.SpliceModule},
 		{"forced, kfunc, no objects (STATUS)", Splice, kfunc, nil, Splice, "forced"},
 		{"forced, kfunc, program loaded", Splice, kfunc, loaded, Splice, "forced"},
 		{"forced, kfunc, program failed", Splice, kfunc, failed, "", "verifier says no"},

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-// Package engine probes the kernel and decides which data path a
-// container's flows take.
+// Package engine decides which data path (engine) a container's flows
+// take: it probes the kernel, runs each engine's self-test once per node
+// (package selftest) for mode auto, and caches the verdicts in the node's
+// meta map.
 package engine
 
 import (
@@ -13,14 +15,9 @@ import (
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
-	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/node"
 )
-
-// SpliceKfunc is the kfunc the splice engine's kernel module provides (with
-// sbpf.SpliceKfuncListen).
-const SpliceKfunc = sbpf.SpliceKfuncPair
 
 // Features is what the running kernel offers.
 type Features struct {
@@ -69,6 +66,3 @@ func (f Features) SockmapReady() error {
 	}
 	return fmt.Errorf("kernel %s lacks: %w", f.Kernel, errors.Join(missing...))
 }
-
-// SpliceModule is the kernel module that provides SpliceKfunc.
-const SpliceModule = sbpf.SpliceModule

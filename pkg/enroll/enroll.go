@@ -2,13 +2,16 @@
 // Copyright 2026 The socksplice Authors
 
 // Package enroll enrolls a container's network namespace into the node's
-// pairing maps and attaches its engine's sock_ops program where the
-// container's sockets will meet it; and undoes exactly that.
+// pairing maps, attaches its engine's sock_ops program where the
+// container's sockets will meet it, and records that in the node's
+// attachments map, so that DEL, GC, CHECK and STATUS find exactly what ADD
+// did.
 package enroll
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,12 +24,12 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
 // Policy is what the BPF programs apply to one container's flows.
 type Policy struct {
-	Splice     bool // the splice engine, not sockmap, pairs the container's flows
 	Loopback   bool
 	Ports      []uint16
 	BusyPollUs uint32
@@ -42,20 +45,14 @@ type Attachment struct {
 	Domain      uint64 // isolation domain of the network
 	Addrs       []netip.Addr
 	CgroupPath  string // runtimeConfig.cgroupPath, may be empty
+	Engine      string // engine.Sockmap, engine.Splice, or engine.Off (recorded only)
 	Policy      Policy
-}
-
-// Info says what Add did.
-type Info struct {
-	NetnsCookie uint64
-	Cgroup      string
-	How         cgroup.How
 }
 
 // Pin names of the node-level sock_ops links, one per engine.
 const (
-	NodeLinkName       = "node-sockops"
-	NodeSpliceLinkName = "node-splice"
+	nodeLinkName       = "node-sockops"
+	nodeSpliceLinkName = "node-splice"
 )
 
 // NetnsCookie returns the kernel's cookie of the netns at path: the BPF
@@ -78,25 +75,26 @@ func NetnsCookie(path string) (uint64, error) {
 	return cookie, nil
 }
 
-// LinkPin is where the per-container cgroup link of an attachment is pinned.
-func LinkPin(o *node.Objects, network, containerID, ifname string) string {
+func nodeLinkPin(o *node.Objects, splice bool) string {
+	if splice {
+		return filepath.Join(o.Dir, node.LinksDir, nodeSpliceLinkName)
+	}
+	return filepath.Join(o.Dir, node.LinksDir, nodeLinkName)
+}
+
+// legacyLinkPin is where builds before the hashed names (linkPin) pinned
+// an attachment's link: DEL and CHECK still find those.
+func legacyLinkPin(o *node.Objects, network, containerID, ifname string) string {
 	name := strings.ReplaceAll(containerID+"_"+ifname+"_"+network, "/", "-")
 	return filepath.Join(o.Dir, node.ContainersDir, name)
 }
 
-func nodeLinkPin(o *node.Objects, splice bool) string {
-	if splice {
-		return filepath.Join(o.Dir, node.LinksDir, NodeSpliceLinkName)
-	}
-	return filepath.Join(o.Dir, node.LinksDir, NodeLinkName)
-}
-
-func policyValue(p Policy) sbpf.AbiSsPolicy {
+func policyValue(p Policy, splice bool) sbpf.AbiSsPolicy {
 	v := sbpf.AbiSsPolicy{Flags: sbpf.PolicyEnabled, BusyPollUs: p.BusyPollUs, RingKib: p.RingKiB}
 	if p.Loopback {
 		v.Flags |= sbpf.PolicyLoopback
 	}
-	if p.Splice {
+	if splice {
 		v.Flags |= sbpf.PolicySplice
 	}
 	n := min(len(p.Ports), sbpf.MaxPorts)
@@ -105,32 +103,47 @@ func policyValue(p Policy) sbpf.AbiSsPolicy {
 	return v
 }
 
-// Add enrolls the attachment. On error everything it did is undone.
-func Add(o *node.Objects, a Attachment) (info Info, err error) {
-	if len(a.Addrs) > node.MaxAddrs {
-		return info, fmt.Errorf("prevResult: %d addresses on %s, at most %d are supported", len(a.Addrs), a.IfName, node.MaxAddrs)
+// Add enrolls the attachment with its engine and records it. With engine
+// off it only records that (nothing is enrolled or attached), so that
+// CHECK and STATUS can tell. On error everything it did is undone.
+func Add(o *node.Objects, a Attachment) (err error) {
+	if len(a.Addrs) > MaxAddrs {
+		return fmt.Errorf("prevResult: %d addresses on %s, at most %d are supported", len(a.Addrs), a.IfName, MaxAddrs)
 	}
-	prog := o.SockOps
-	if a.Policy.Splice {
+	var prog *ebpf.Program
+	switch a.Engine {
+	case engine.Sockmap:
+		prog = o.SockOps
+	case engine.Splice:
 		if prog = o.Splice; prog == nil {
-			return info, errors.New("the splice engine's program is not loaded on this node")
+			return errors.New("the splice engine's program is not loaded on this node")
 		}
+	case engine.Off:
+	default:
+		return fmt.Errorf("unknown engine %q", a.Engine)
 	}
 	cookie, err := NetnsCookie(a.Netns)
 	if err != nil {
-		return info, err
+		return err
 	}
-	info.NetnsCookie = cookie
-	key := node.RecordKey(a.Network, a.ContainerID, a.IfName)
-	rec := node.Record{Netns: cookie, Domain: a.Domain}
-	if a.Policy.Splice {
-		rec.Flags |= node.RecordSplice
+	key := RecordKey(a.Network, a.ContainerID, a.IfName)
+	rec := Record{Netns: cookie, Domain: a.Domain}
+	rec.SetIdent(a.Network, a.ContainerID, a.IfName)
+	if prog == nil {
+		rec.Flags = RecordOff
+		if err := putRecord(o, key, &rec); err != nil {
+			return fmt.Errorf("storing attachment record: %w", err)
+		}
+		return nil
+	}
+	splice := a.Engine == engine.Splice
+	if splice {
+		rec.Flags |= RecordSplice
 	}
 	for i, ad := range a.Addrs {
 		rec.Addrs[i] = ad.As16()
 	}
 	rec.NAddrs = uint32(len(a.Addrs))
-	rec.SetIdent(a.Network, a.ContainerID, a.IfName)
 
 	defer func() {
 		if err != nil {
@@ -138,49 +151,48 @@ func Add(o *node.Objects, a Attachment) (info Info, err error) {
 		}
 	}()
 	// Store the record first: whatever follows, DEL can find and undo it.
-	if err = o.PutRecord(key, &rec); err != nil {
-		return info, fmt.Errorf("storing attachment record: %w", err)
+	if err = putRecord(o, key, &rec); err != nil {
+		return fmt.Errorf("storing attachment record: %w", err)
 	}
-	pol := policyValue(a.Policy)
+	pol := policyValue(a.Policy, splice)
 	if err = o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
-		return info, fmt.Errorf("enrolling netns: %w", err)
+		return fmt.Errorf("enrolling netns: %w", err)
 	}
 	for _, ad := range a.Addrs {
 		lk := sbpf.AbiSsLocalKey{Netns: cookie, Addr: addrWords(ad)}
 		if err = o.LocalAddrs.Update(&lk, a.Domain, ebpf.UpdateAny); err != nil {
-			return info, fmt.Errorf("registering address %s: %w", ad, err)
+			return fmt.Errorf("registering address %s: %w", ad, err)
 		}
 		// The newest owner of an address wins: IPAM hands an address to one
 		// live container, so an older entry is a leftover.
 		dk := sbpf.AbiSsDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
 		if err = o.DomainAddrs.Update(&dk, cookie, ebpf.UpdateAny); err != nil {
-			return info, fmt.Errorf("registering address %s: %w", ad, err)
+			return fmt.Errorf("registering address %s: %w", ad, err)
 		}
 	}
 
 	root, err := cgroup.Root()
 	if err != nil {
-		return info, err
+		return err
 	}
 	dir, how, err := cgroup.Resolve(root, a.CgroupPath, a.Netns)
 	if err != nil {
-		return info, err
+		return err
 	}
-	info.Cgroup, info.How = dir, how
 	if how == cgroup.NodeLevel {
-		err = cgroup.Attach(dir, prog, nodeLinkPin(o, a.Policy.Splice))
-		rec.Flags |= node.RecordNodeLink
+		err = cgroup.Attach(dir, prog, nodeLinkPin(o, splice))
+		rec.Flags |= RecordNodeLink
 	} else {
-		err = cgroup.Attach(dir, prog, LinkPin(o, a.Network, a.ContainerID, a.IfName))
-		rec.Flags |= node.RecordCgroupLink
+		err = cgroup.Attach(dir, prog, linkPin(o, a.Network, a.ContainerID, a.IfName))
+		rec.Flags |= RecordCgroupLink
 	}
 	if err != nil {
-		return info, err
+		return err
 	}
-	if err = o.PutRecord(key, &rec); err != nil {
-		return info, fmt.Errorf("storing attachment record: %w", err)
+	if err = putRecord(o, key, &rec); err != nil {
+		return fmt.Errorf("storing attachment record: %w", err)
 	}
-	return info, nil
+	return nil
 }
 
 // addrWords lays an address out as the BPF key does: 16 bytes, IPv4 as
@@ -197,24 +209,26 @@ func addrWords(a netip.Addr) [4]uint32 {
 
 // Remove undoes Add for one attachment. Missing pieces are not errors.
 func Remove(o *node.Objects, network, containerID, ifname string) error {
-	key := node.RecordKey(network, containerID, ifname)
-	rec, ok, err := o.GetRecord(key)
+	key := RecordKey(network, containerID, ifname)
+	rec, ok, err := getRecord(o, key)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		// Nothing recorded; a link may still be pinned by an ADD that
 		// died before its record: drop it.
-		return cgroup.Detach(LinkPin(o, network, containerID, ifname))
+		return detachLinks(o, network, containerID, ifname)
 	}
 	return undo(o, key, rec, network, containerID, ifname)
 }
 
-func undo(o *node.Objects, key [32]byte, rec node.Record, network, containerID, ifname string) error {
-	var errs []error
-	if err := cgroup.Detach(LinkPin(o, network, containerID, ifname)); err != nil {
-		errs = append(errs, err)
-	}
+func detachLinks(o *node.Objects, network, containerID, ifname string) error {
+	return errors.Join(cgroup.Detach(linkPin(o, network, containerID, ifname)),
+		ignoreNameTooLong(cgroup.Detach(legacyLinkPin(o, network, containerID, ifname))))
+}
+
+func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifname string) error {
+	errs := []error{detachLinks(o, network, containerID, ifname)}
 	for _, ad := range rec.AddrList() {
 		lk := sbpf.AbiSsLocalKey{Netns: rec.Netns, Addr: addrWords(ad)}
 		errs = append(errs, ignoreMissing(o.LocalAddrs.Delete(&lk)))
@@ -224,25 +238,20 @@ func undo(o *node.Objects, key [32]byte, rec node.Record, network, containerID, 
 			errs = append(errs, ignoreMissing(o.DomainAddrs.Delete(&dk)))
 		}
 	}
-	if err := o.DeleteRecord(key); err != nil {
-		errs = append(errs, err)
+	errs = append(errs, deleteRecord(o, key))
+	if rec.Flags&RecordOff != 0 {
+		return errors.Join(errs...) // it enrolled nothing
 	}
 	// The netns stays enrolled while another attachment still uses it.
-	recs, err := o.Records()
+	recs, err := Records(o)
 	if err != nil {
 		errs = append(errs, err)
-	} else if !slices.ContainsFunc(mapValues(recs), func(r node.Record) bool { return r.Netns == rec.Netns }) {
+	} else if !slices.ContainsFunc(slices.Collect(maps.Values(recs)), func(r Record) bool {
+		return r.Netns == rec.Netns && r.Flags&RecordOff == 0
+	}) {
 		errs = append(errs, ignoreMissing(o.Enroll.Delete(rec.Netns)))
 	}
 	return errors.Join(errs...)
-}
-
-func mapValues(m map[[32]byte]node.Record) []node.Record {
-	out := make([]node.Record, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 func ignoreMissing(err error) error {
@@ -252,57 +261,12 @@ func ignoreMissing(err error) error {
 	return err
 }
 
-// Check verifies that an attachment is still enrolled and attached, with
-// the engine ADD recorded: auto may pick another one by now (the splice
-// module was loaded since), and the container keeps its engine until it is
-// added again.
-func Check(o *node.Objects, a Attachment) error {
-	key := node.RecordKey(a.Network, a.ContainerID, a.IfName)
-	rec, ok, err := o.GetRecord(key)
-	if err != nil {
-		return err
+// ignoreNameTooLong: a legacy pin name that does not fit was never pinned.
+func ignoreNameTooLong(err error) error {
+	if errors.Is(err, unix.ENAMETOOLONG) {
+		return nil
 	}
-	if !ok {
-		return fmt.Errorf("container %s (%s) is not enrolled", a.ContainerID, a.IfName)
-	}
-	cookie, err := NetnsCookie(a.Netns)
-	if err != nil {
-		return err
-	}
-	if cookie != rec.Netns {
-		return fmt.Errorf("container %s: netns changed since ADD (cookie %d, recorded %d)", a.ContainerID, cookie, rec.Netns)
-	}
-	var pol sbpf.AbiSsPolicy
-	if err := o.Enroll.Lookup(cookie, &pol); err != nil {
-		return fmt.Errorf("container %s: netns not in the enrollment map: %w", a.ContainerID, err)
-	}
-	splice := rec.Flags&node.RecordSplice != 0
-	a.Policy.Splice = splice
-	if want := policyValue(a.Policy); pol != want {
-		return fmt.Errorf("container %s: enrolled policy differs from the config", a.ContainerID)
-	}
-	for _, ad := range a.Addrs {
-		var owner uint64
-		dk := sbpf.AbiSsDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
-		if err := o.DomainAddrs.Lookup(&dk, &owner); err != nil || owner != cookie {
-			return fmt.Errorf("container %s: address %s is not registered to it", a.ContainerID, ad)
-		}
-	}
-	pin := LinkPin(o, a.Network, a.ContainerID, a.IfName)
-	if rec.Flags&node.RecordNodeLink != 0 {
-		pin = nodeLinkPin(o, splice)
-	}
-	if _, err := os.Stat(pin); err != nil {
-		return fmt.Errorf("container %s: sock_ops link %s is missing", a.ContainerID, pin)
-	}
-	runs, err := node.LinkRunsSplice(pin)
-	if err != nil {
-		return fmt.Errorf("container %s: sock_ops link %s: %w", a.ContainerID, pin, err)
-	}
-	if runs != splice {
-		return fmt.Errorf("container %s: sock_ops link %s runs the other engine's program", a.ContainerID, pin)
-	}
-	return nil
+	return err
 }
 
 // ID identifies an attachment within a network, for GC.
@@ -311,7 +275,7 @@ type ID struct{ ContainerID, IfName string }
 // GC removes the attachments of network that are not in keep and returns
 // how many it removed.
 func GC(o *node.Objects, network string, keep []ID) (int, error) {
-	recs, err := o.Records()
+	recs, err := Records(o)
 	if err != nil {
 		return 0, err
 	}

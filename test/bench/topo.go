@@ -18,8 +18,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
-	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
 
@@ -53,7 +54,7 @@ func availability(f engine.Features) []PathInfo {
 			}
 		case PathSplice, PathSpliceBP:
 			if !f.SpliceKfunc {
-				pi.Available, pi.Reason = false, "kfunc "+engine.SpliceKfunc+" is not in the kernel's BTF (the splice module is not loaded)"
+				pi.Available, pi.Reason = false, "kfunc "+sbpf.SpliceKfuncPair+" is not in the kernel's BTF (the splice module is not loaded)"
 			}
 		case PathSMC:
 			fd, err := unix.Socket(unix.AF_SMC, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -217,9 +218,9 @@ func (s *site) wireBytes(t cnitest.T, topo string) uint64 {
 	return links[0].Stats.Rx.Bytes
 }
 
-func (s *site) counters(t cnitest.T) node.Counters {
+func (s *site) counters(t cnitest.T) counters.Totals {
 	if s.def.plugin == nil || s.def.name == PathTCP {
-		return node.Counters{}
+		return counters.Totals{}
 	}
 	return cnitest.Counters(t, s.net.PinDir)
 }

@@ -28,6 +28,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -415,14 +416,14 @@ func VethBytes(t T, ifname string) uint64 {
 }
 
 // Counters reads the node's BPF counters from pinDir.
-func Counters(t T, pinDir string) node.Counters {
+func Counters(t T, pinDir string) counters.Totals {
 	t.Helper()
 	o, err := node.Open(pinDir)
 	if err != nil {
 		t.Fatalf("opening pins: %v", err)
 	}
 	defer o.Close()
-	c, err := o.ReadCounters()
+	c, err := counters.Read(o.Counters)
 	if err != nil {
 		t.Fatal(err)
 	}

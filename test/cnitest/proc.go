@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
 const helperEnv = "SOCKSPLICE_TEST_HELPER"
@@ -246,7 +246,7 @@ func runXfer(x Xfer) (r XferResult) {
 	go func() {
 		h := sha256.New()
 		if x.SpliceRead {
-			n, end := engine.SpliceRead(h, conn)
+			n, end := selftest.SpliceRead(h, conn)
 			r.ReadEnd = end
 			rc <- readRes{n, hex.EncodeToString(h.Sum(nil)), nil}
 			return

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/selftest"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
 
@@ -57,26 +59,27 @@ func TestAutoNeverLosesData(t *testing.T) {
 		t.Fatalf("no cached self-test verdict after an auto ADD: %+v (%v)", st, err)
 	}
 	v, err := engine.Verdict(engine.Sockmap, f, o, exe)
-	recs, _ := o.Records()
+	recs, _ := enroll.Records(o)
+	enrolled := mapLen(t, o.Enroll)
 	o.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("self-test on %s: auto -> %s: %s; %s", f.Kernel, st.Engine, st.Reason, strings.Join(st.Detail, "; "))
 	switch st.Engine {
-	case engine.Off:
-		if len(recs) != 0 {
-			t.Errorf("auto decided off but %d attachments were enrolled", len(recs))
-		}
-	case engine.Sockmap, engine.Splice:
+	case engine.Off, engine.Sockmap, engine.Splice:
+		// Off is recorded too (for CHECK and STATUS), with nothing enrolled.
 		if len(recs) != 2 {
-			t.Errorf("auto decided %s but %d attachments were enrolled, want 2", st.Engine, len(recs))
+			t.Errorf("auto decided %s but %d attachments were recorded, want 2", st.Engine, len(recs))
 		}
 		for k, r := range recs {
-			if splice := r.Flags&node.RecordSplice != 0; splice != (st.Engine == engine.Splice) {
+			if r.Engine() != st.Engine {
 				_, id, _, _ := r.Identity(k)
-				t.Errorf("auto decided %s but %s was enrolled with splice=%v", st.Engine, id, splice)
+				t.Errorf("auto decided %s but %s was recorded with engine %s", st.Engine, id, r.Engine())
 			}
+		}
+		if st.Engine == engine.Off && enrolled != 0 {
+			t.Errorf("auto decided off but %d netns were enrolled", enrolled)
 		}
 	default:
 		t.Fatalf("unexpected auto engine %q", st.Engine)
@@ -98,7 +101,7 @@ func TestAutoNeverLosesData(t *testing.T) {
 	s, cerr = spliceRun(t, d, c, netip.AddrPortFrom(d.IP(forced), 6002), size, 700)
 	intact := cerr == nil && s.RecvBytes == size && s.RecvSHA == cnitest.PayloadSHA(701, size)
 	t.Logf("mode sockmap with a splice(2) reader: received %d of %d bytes, read ended by %s, client error %v", s.RecvBytes, size, s.ReadEnd, cerr)
-	spliceOK := !strings.Contains(v.Reason, engine.CheckSpliceRead)
+	spliceOK := !strings.Contains(v.Reason, selftest.CheckSpliceRead)
 	if intact != spliceOK {
 		t.Errorf("self-test said splice(2) readers are safe=%v, but the bridge topology shows intact=%v", spliceOK, intact)
 	}

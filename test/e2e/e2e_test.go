@@ -11,8 +11,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
-	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
@@ -86,15 +87,15 @@ func TestSpliceUnavailable(t *testing.T) {
 	c := cnitest.NewContainer(t, "a")
 	_, err := n.Add(t, c)
 	var ce *types.Error
-	if !errors.As(err, &ce) || ce.Code != 100 || !strings.Contains(ce.Msg, engine.SpliceKfunc) {
-		t.Fatalf("ADD with mode splice: %v, want CNI error 100 naming %s", err, engine.SpliceKfunc)
+	if !errors.As(err, &ce) || ce.Code != 100 || !strings.Contains(ce.Msg, sbpf.SpliceKfuncPair) {
+		t.Fatalf("ADD with mode splice: %v, want CNI error 100 naming %s", err, sbpf.SpliceKfuncPair)
 	}
 	t.Logf("code %d: %s", ce.Code, ce.Msg)
 	if ids, _ := cgroup.AttachedIDs(c.Cgroup); len(ids) != 0 {
 		t.Errorf("programs attached after a refused ADD: %v", ids)
 	}
 	if o, err := node.Open(n.PinDir); err == nil {
-		recs, _ := o.Records()
+		recs, _ := enroll.Records(o)
 		if o.Splice != nil || len(recs) != 0 {
 			t.Errorf("after a refused ADD: splice program %v, %d attachments; want none", o.Splice, len(recs))
 		}

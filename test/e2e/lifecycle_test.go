@@ -19,6 +19,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
@@ -205,7 +207,7 @@ func TestParallelAdds(t *testing.T) {
 		t.Errorf("pin dir holds %d maps and %d programs, want one set (7 and %d)", len(ents), len(progs), wantProgs)
 	}
 	// The first two containers still pair through the shared objects.
-	before, _ := o.ReadCounters()
+	before, _ := counters.Read(o.Counters)
 	o.Close()
 	exchange(t, cs[1], cs[0], netip.AddrPortFrom(cs[1].IP(n), 5005), 1<<20, 500, 0)
 	after := cnitest.Counters(t, n.PinDir)
@@ -249,7 +251,7 @@ func TestGCAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, _ := o.Records()
+	recs, _ := enroll.Records(o)
 	o.Close()
 	if len(recs) != 1 {
 		t.Errorf("after GC %d attachment records remain, want 1 (container %s)", len(recs), a.ID)

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/selftest"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
 
@@ -147,10 +147,10 @@ func memInfo(fd int) [9]uint32 {
 
 // slowReader: a fast writer and a slow reader; the memory the kernel holds
 // for the flow (receiver rmem_alloc + sender wmem_queued, from SO_MEMINFO,
-// plus the splice module's ring pages) stays within engine.FlowMemoryBound.
+// plus the splice module's ring pages) stays within selftest.FlowMemoryBound.
 func slowReader(e *Env) (string, error) {
 	c, s := e.Pair()
-	limit := int64(engine.FlowMemoryBound())
+	limit := int64(selftest.FlowMemoryBound())
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var written atomic.Int64

@@ -15,13 +15,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
 // Cases for the other ways data enters and leaves a socket.
 
 // backpressure: a non-reading peer makes a nonblocking writer get EAGAIN
-// within the flow's bound (engine.FlowMemoryBound), and EPOLLOUT stays off
+// within the flow's bound (selftest.FlowMemoryBound), and EPOLLOUT stays off
 // once the flow is full; EPOLLOUT returns after the reader drains. The
 // writer stops at twice the bound: far enough to show an unbounded queue,
 // and far below the global tcp_mem pressure line, which blocks any path and
@@ -36,7 +36,7 @@ func backpressure(e *Env) (string, error) {
 		return "", err
 	}
 	defer unix.Close(ep)
-	bound := engine.FlowMemoryBound()
+	bound := selftest.FlowMemoryBound()
 	buf := make([]byte, 64<<10)
 	total, eagainAt, full := 0, -1, false
 	// Write until EAGAIN, then until EPOLLOUT stays off for 300ms: in-flight
@@ -75,7 +75,7 @@ func spliceRead(e *Env) (string, error) {
 	}()
 	s.SetDeadline(time.Now().Add(5 * time.Second))
 	var got bytes.Buffer
-	n, end := engine.SpliceRead(&got, s)
+	n, end := selftest.SpliceRead(&got, s)
 	if end != "EOF" || !bytes.Equal(got.Bytes(), data) {
 		return "", fmt.Errorf("read %d of %d bytes intact=%v, then %s", n, len(data), bytes.Equal(got.Bytes(), data), end)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
 // Receive-side API cases: what recv, ioctls, poll and epoll report.
@@ -200,13 +200,13 @@ func rcvTimeout(e *Env) (string, error) {
 }
 
 // sndTimeout: SO_SNDTIMEO bounds a blocking write to a peer that does not
-// read, once the flow's buffers (engine.FlowMemoryBound) are full. As in
+// read, once the flow's buffers (selftest.FlowMemoryBound) are full. As in
 // backpressure, the writer stops at twice the bound, below the global
 // tcp_mem pressure line.
 func sndTimeout(e *Env) (string, error) {
 	c, _ := e.Pair()
 	unix.SetsockoptTimeval(c, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Usec: 200000})
-	bound := engine.FlowMemoryBound()
+	bound := selftest.FlowMemoryBound()
 	buf := make([]byte, 1<<20)
 	var total int
 	var err error

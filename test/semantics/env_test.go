@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
 
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
@@ -159,7 +160,7 @@ func (e *Env) paired() uint64 {
 		e.t.Fatal(err)
 	}
 	defer o.Close()
-	c, err := o.ReadCounters()
+	c, err := counters.Read(o.Counters)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -18,8 +18,10 @@ import (
 	"strings"
 	"testing"
 
+	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/selftest"
 	"github.com/socksplice/socksplice/test/cnitest"
 )
 
@@ -129,7 +131,7 @@ func TestSemantics(t *testing.T) {
 	run := slices.Clone(paths)
 	if !node.HaveSpliceKfuncs() {
 		// Only the test kernel can load the module: make vm-test runs it.
-		t.Logf("SKIP: path splice: the %s kernel module is not loaded (make vm-test runs this path)", engine.SpliceModule)
+		t.Logf("SKIP: path splice: the %s kernel module is not loaded (make vm-test runs this path)", sbpf.SpliceModule)
 		run = slices.DeleteFunc(run, func(p Path) bool { return p.Module })
 	}
 	var cells []Cell
@@ -189,12 +191,12 @@ func TestSemantics(t *testing.T) {
 // selfTestCovers maps the suite's data cases to the self-test check that
 // catches the same kernel behaviour.
 var selfTestCovers = map[string]string{
-	"splice-read":        engine.CheckSpliceRead,
-	"io-copy-proxy":      engine.CheckSpliceRead, // io.Copy reads with splice(2)
-	"msg-oob":            engine.CheckOOB,
-	"backpressure":       engine.CheckBackpressure,
-	"so-sndtimeo":        engine.CheckBackpressure,
-	"slow-reader-memory": engine.CheckBackpressure,
+	"splice-read":        selftest.CheckSpliceRead,
+	"io-copy-proxy":      selftest.CheckSpliceRead, // io.Copy reads with splice(2)
+	"msg-oob":            selftest.CheckOOB,
+	"backpressure":       selftest.CheckBackpressure,
+	"so-sndtimeo":        selftest.CheckBackpressure,
+	"slow-reader-memory": selftest.CheckBackpressure,
 }
 
 // checkAutoRule: for each engine, a data case (or an unbounded-memory
@@ -241,7 +243,7 @@ func checkAutoRule(t *testing.T, pin string, cells []Cell) {
 			case covered && !failedChecks[check]:
 				t.Errorf("%s/%s %s for %s but the self-test check %s passed", c.Case, c.Topo, c.Verdict, eng, check)
 			case !covered && !strings.HasPrefix(c.Known, "flaky:"):
-				t.Errorf("%s/%s %s for %s and no self-test check covers it: add one to pkg/engine", c.Case, c.Topo, c.Verdict, eng)
+				t.Errorf("%s/%s %s for %s and no self-test check covers it: add one to pkg/selftest", c.Case, c.Topo, c.Verdict, eng)
 			}
 		}
 	}

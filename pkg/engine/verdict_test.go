@@ -4,37 +4,18 @@
 package engine
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strings"
 	"testing"
 
-	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
 func TestMain(m *testing.M) {
-	MaybeRunSelfTestChild() // the self-test re-executes this binary
+	selftest.MaybeRunChild() // the self-test re-executes this binary
 	os.Exit(m.Run())
-}
-
-// loadNode loads a node under a fresh pin directory, removed at cleanup.
-func loadNode(t *testing.T) *node.Objects {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (netns, cgroup, BPF)")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	pin := "/sys/fs/bpf/socksplice-enginetest-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(pin) })
-	o, err := node.Load(pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close() })
-	return o
 }
 
 // checkFresh checks a fresh verdict: four checks, and the engine agrees
@@ -63,7 +44,7 @@ func checkFresh(t *testing.T, eng string, d Decision) bool {
 // Where the splice module is loaded (the test kernel) its self-test must
 // pass: the module passes the whole semantics suite there.
 func TestSelfTestRunsAndCaches(t *testing.T) {
-	o := loadNode(t)
+	o := nodetest.Load(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -124,18 +105,8 @@ func noLeftovers(t *testing.T, o *node.Objects) {
 // its own measurement, and auto must fall back to the sockmap verdict and
 // say why.
 func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
-	o := loadNode(t)
-	if o.Splice != nil {
-		o.Splice.Close() // the real one, where the module is loaded
-		o.Splice = nil
-	}
-	spec, err := sbpf.LoadSpliceStubbed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.LoadSplice(spec); err != nil {
-		t.Fatal(err)
-	}
+	o := nodetest.Load(t)
+	nodetest.LoadStubbedSplice(t, o)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +118,7 @@ func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("stubbed splice -> %s: %s | %s", d.Engine, d.Reason, strings.Join(d.Detail, " | "))
-	if d.Engine != Off || !strings.Contains(d.Reason, "splice fails the self-test: "+CheckRecv) {
+	if d.Engine != Off || !strings.Contains(d.Reason, "splice fails the self-test: "+selftest.CheckRecv) {
 		t.Errorf("a splice engine that pairs nothing passed: %+v", d)
 	}
 	a, err := Decide(Auto, f, o, exe)
@@ -157,9 +128,91 @@ func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
 	if a.Engine == Splice || !strings.HasPrefix(a.Reason, "splice engine not used (splice fails") {
 		t.Errorf("auto = %s (%s), want the sockmap verdict with the splice failure named", a.Engine, a.Reason)
 	}
-	meta, err := o.ReadMeta()
-	if err != nil || meta.SpliceTest == nil || meta.SpliceTest.Engine != Off || meta.SelfTest == nil {
-		t.Errorf("both verdicts should be cached: %+v (%v)", meta, err)
+	v, err := Cached(o, f.Kernel)
+	if err != nil || v.SpliceTest == nil || v.SpliceTest.Engine != Off || v.SelfTest == nil {
+		t.Errorf("both verdicts should be cached: %+v (%v)", v, err)
 	}
 	noLeftovers(t, o)
+}
+
+// storeVerdicts caches a verdict for each engine that holds on the node as
+// it is now (kernel "k").
+func storeVerdicts(t *testing.T, o *node.Objects) {
+	t.Helper()
+	var v Verdicts
+	for eng, reason := range map[string]string{Sockmap: "sockmap verdict", Splice: "splice verdict"} {
+		st, err := basis(o, eng, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Engine, st.Reason = Off, reason
+		*v.of(eng) = &st
+	}
+	if err := o.PutMeta(node.MetaEngine, v); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Cached(o, "k"); err != nil || got.SelfTest == nil || got.SpliceTest == nil {
+		t.Fatalf("freshly stored verdicts do not hold: %+v (%v)", got, err)
+	}
+}
+
+// TestSpliceLoadForgetsSpliceVerdict: loading a splice program (a module
+// loaded or replaced since) makes the cached splice self-test verdict stale
+// and keeps the sockmap one.
+func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
+	o := nodetest.Load(t)
+	nodetest.LoadStubbedSplice(t, o)
+	storeVerdicts(t, o)
+	nodetest.LoadStubbedSplice(t, o)
+	v, err := Cached(o, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.SpliceTest != nil || v.SelfTest == nil || v.SelfTest.Reason != "sockmap verdict" {
+		t.Errorf("after a splice load: selfTest %+v, spliceTest %+v", v.SelfTest, v.SpliceTest)
+	}
+	// Verdict answers from the cache, without running a self-test.
+	f := Features{Kernel: "k", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup"}
+	if d, err := Verdict(Sockmap, f, o, "/nonexistent"); err != nil || !d.Cached || d.Reason != "sockmap verdict" {
+		t.Errorf("sockmap verdict after a splice load = %+v (%v), want the cached one", d, err)
+	}
+}
+
+// TestVerdictsHoldForTheirBasis: a verdict is stale on another kernel, and
+// after an upgrade (new stamp, new programs): no self-test result survives
+// the programs it measured.
+func TestVerdictsHoldForTheirBasis(t *testing.T) {
+	o := nodetest.Load(t)
+	nodetest.LoadStubbedSplice(t, o)
+	storeVerdicts(t, o)
+	if v, err := Cached(o, "other"); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
+		t.Errorf("verdicts hold on another kernel: %+v (%v)", v, err)
+	}
+	if err := o.PutMeta(node.MetaNode, node.Meta{Stamp: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Cached(o, "k"); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
+		t.Errorf("verdicts hold under another stamp: %+v (%v)", v, err)
+	}
+	o.Close()                   // releases the node lock (closing again at cleanup is harmless)
+	o2, err := node.Load(o.Dir) // upgrades: the stamp is not this build's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	var raw Verdicts
+	if err := o2.GetMeta(node.MetaEngine, &raw); err != nil || raw.SelfTest == nil {
+		t.Fatalf("the node dropped the engine's metadata: %+v (%v)", raw, err)
+	}
+	if v, err := Cached(o2, "k"); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
+		t.Errorf("verdicts survived the upgrade: %+v (%v)", v, err)
+	}
+}
+
+// A fresh node has no verdicts.
+func TestFreshNodeHasNoVerdicts(t *testing.T) {
+	o := nodetest.Load(t)
+	if v, err := Cached(o, Probe().Kernel); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
+		t.Errorf("fresh node: %+v (%v)", v, err)
+	}
 }

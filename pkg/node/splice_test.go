@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-package node
+package node_test
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +22,9 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/internal/nodetest"
+	"github.com/socksplice/socksplice/pkg/node"
 )
 
 // connChildEnv turns the test binary into a child that makes loopback
@@ -92,91 +93,34 @@ func connChild() error {
 	return nil
 }
 
-// loadStubbed replaces o's splice program with this build's, kfunc calls
-// stubbed (sbpf.LoadSpliceStubbed), loaded with o's maps and pinned.
-func loadStubbed(t *testing.T, o *Objects) {
-	t.Helper()
-	if o.Splice != nil { // the real one, where the module is loaded
-		o.Splice.Close()
-		o.Splice = nil
-	}
-	spec, err := sbpf.LoadSpliceStubbed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.LoadSplice(spec); err != nil {
-		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
-	}
-}
-
 // stubbedNode loads a node under a fresh pin directory (removed at
 // cleanup) whose splice program is the one with stubbed kfuncs.
-func stubbedNode(t *testing.T, name string) *Objects {
+func stubbedNode(t *testing.T) *node.Objects {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: needs root (loads BPF programs, creates cgroups and a netns)")
-	}
-	dir := filepath.Join("/sys/fs/bpf", "socksplice-unittest-"+name+"-"+strconv.Itoa(os.Getpid()))
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	o, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	needRoot(t)
+	dir := pinDir(t)
+	o := load(t, dir)
 	ok := false
 	defer func() {
 		if !ok { // t.Fatal in loadStubbed: the caller gets no node to close
 			o.Close()
 		}
 	}()
-	loadStubbed(t, o)
+	nodetest.LoadStubbedSplice(t, o)
 	ok = true
-	if _, err := os.Stat(progPin(dir, splicePin)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, node.ProgsDir, "splice")); err != nil {
 		t.Errorf("splice program not pinned: %v", err)
 	}
 	return o
 }
 
-func mkCgroup(t *testing.T, parent string) string {
+// connChildIn starts the connection child in a netns of its own inside the
+// cgroup dir. It returns the child's netns cookie and a function that has
+// it make one loopback connection and exchange a byte; the child goes when
+// the test ends.
+func connChildIn(t *testing.T, dir string) (uint64, func()) {
 	t.Helper()
-	b := make([]byte, 6)
-	rand.Read(b)
-	dir := filepath.Join(parent, "socksplice-unittest-"+strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Rmdir(dir) })
-	return dir
-}
-
-func attach(t *testing.T, dir string, p *ebpf.Program) {
-	t.Helper()
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-}
-
-// TestSpliceProgramSharesMaps loads the splice program, kfuncs stubbed,
-// with a node's maps, and runs loopback connections through it in a child
-// netns: it must pass the verifier, read the shared enrollment, count into
-// the shared counters for each program level that hands a socket over,
-// and each engine must leave the other's netns alone.
-func TestSpliceProgramSharesMaps(t *testing.T) {
-	o := stubbedNode(t, "splice")
-	defer o.Close()
-
-	root, err := cgroup.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outer := mkCgroup(t, root)
-	inner := mkCgroup(t, outer)
-	attach(t, outer, o.Splice) // as a node-level link would
-	attach(t, inner, o.Splice)
-	attach(t, inner, o.SockOps)
-
-	cg, err := os.Open(inner)
+	cg, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +138,11 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		stdin.Close()
-		cmd.Process.Kill()
+		cmd.Process.Kill() // ours, by PID
 		cmd.Wait()
-	}()
+	})
 	out := bufio.NewReader(stdout)
 	line, _ := out.ReadString('\n')
 	cs, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
@@ -209,27 +153,62 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cookie, func() {
+		t.Helper()
+		io.WriteString(stdin, "go\n")
+		if line, _ := out.ReadString('\n'); line != "done\n" {
+			t.Fatalf("child: %q", line)
+		}
+	}
+}
+
+func attach(t *testing.T, dir string, p *ebpf.Program) {
+	t.Helper()
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+}
+
+// TestSpliceProgramSharesMaps loads the splice program, kfuncs stubbed,
+// with a node's maps, and runs loopback connections through it in a child
+// netns: it must pass the verifier, read the shared enrollment, count into
+// the shared counters for each program level that hands a socket over,
+// and each engine must leave the other's netns alone.
+func TestSpliceProgramSharesMaps(t *testing.T) {
+	o := stubbedNode(t)
+	defer o.Close()
+
+	root, err := cgroup.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := nodetest.NewCgroup(t, root)
+	inner := nodetest.NewCgroup(t, outer)
+	attach(t, outer, o.Splice) // as a node-level link would
+	attach(t, inner, o.Splice)
+	attach(t, inner, o.SockOps)
+
+	cookie, connectOnce := connChildIn(t, inner)
 	defer o.Enroll.Delete(cookie)
 
-	connect := func(flags uint32) Counters {
+	connect := func(flags uint32) counters.Totals {
 		t.Helper()
 		pol := sbpf.AbiSsPolicy{Flags: flags, BusyPollUs: 50, RingKib: 64}
 		if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 			t.Fatal(err)
 		}
-		before, err := o.ReadCounters()
+		before, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.WriteString(stdin, "go\n")
-		if line, _ := out.ReadString('\n'); line != "done\n" {
-			t.Fatalf("child: %q", line)
-		}
-		after, err := o.ReadCounters()
+		connectOnce()
+		after, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return Counters{
+		return counters.Totals{
 			Paired:        after.Paired - before.Paired,
 			SplicePaired:  after.SplicePaired - before.SplicePaired,
 			SpliceRefused: after.SpliceRefused - before.SpliceRefused,
@@ -241,15 +220,15 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 	// Splice-enrolled: both ends handed over by both levels (the stub
 	// answers 0 each time; the module answers 1 to the second call),
 	// sockmap stays out.
-	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback | sbpf.PolicySplice); d != (Counters{SplicePaired: 4}) {
+	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback | sbpf.PolicySplice); d != (counters.Totals{SplicePaired: 4}) {
 		t.Errorf("splice-enrolled loopback connection: counters moved %+v, want splicePaired 4 only", d)
 	}
 	// Sockmap-enrolled: the splice program stays out.
-	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback); d != (Counters{Paired: 2}) {
+	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback); d != (counters.Totals{Paired: 2}) {
 		t.Errorf("sockmap-enrolled loopback connection: counters moved %+v, want paired 2 only", d)
 	}
 	// Loopback not allowed: refused by policy, by both splice programs.
-	if d := connect(sbpf.PolicyEnabled | sbpf.PolicySplice); d != (Counters{PolicyRefused: 4}) {
+	if d := connect(sbpf.PolicyEnabled | sbpf.PolicySplice); d != (counters.Totals{PolicyRefused: 4}) {
 		t.Errorf("splice-enrolled without loopback: counters moved %+v, want policyRefused 4 only", d)
 	}
 }
@@ -257,15 +236,15 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 // An upgrade moves each pinned link to this build's program of the engine
 // it runs; without this build's splice program a splice link keeps its own.
 func TestUpgradeMovesLinksByEngine(t *testing.T) {
-	o := stubbedNode(t, "links")
+	o := stubbedNode(t)
 	dir := o.Dir
 	root, err := cgroup.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg := mkCgroup(t, root)
-	sockmapPin := filepath.Join(dir, ContainersDir, "a")
-	spliceLink := filepath.Join(dir, ContainersDir, "b")
+	cg := nodetest.NewCgroup(t, root)
+	sockmapPin := filepath.Join(dir, node.ContainersDir, "a")
+	spliceLink := filepath.Join(dir, node.ContainersDir, "b")
 	if err := cgroup.Attach(cg, o.SockOps, sockmapPin); err != nil {
 		t.Fatal(err)
 	}
@@ -273,43 +252,33 @@ func TestUpgradeMovesLinksByEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	for pin, want := range map[string]bool{sockmapPin: false, spliceLink: true} {
-		if got, err := LinkRunsSplice(pin); err != nil || got != want {
+		if got, err := node.LinkRunsSplice(pin); err != nil || got != want {
 			t.Errorf("LinkRunsSplice(%s) = %v, %v; want %v", pin, got, err, want)
 		}
 	}
-	oldSplice := progIDOf(t, o.Splice)
-	if err := o.WriteMeta(Meta{Stamp: "old"}); err != nil {
+	oldSplice := progID(t, o.Splice)
+	if err := o.PutMeta(node.MetaNode, node.Meta{Stamp: "old"}); err != nil {
 		t.Fatal(err)
 	}
 	o.Close()
 
-	o2, err := Load(dir)
+	o2, err := node.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer o2.Close()
-	if got, want := linkProg(t, sockmapPin), progIDOf(t, o2.SockOps); got != want {
+	if got, want := linkProg(t, sockmapPin), progID(t, o2.SockOps); got != want {
 		t.Errorf("sockmap link runs program %d, want the new sockops %d", got, want)
 	}
 	want := oldSplice
 	if o2.Splice != nil {
-		want = progIDOf(t, o2.Splice)
+		want = progID(t, o2.Splice)
 	}
 	if got := linkProg(t, spliceLink); got != want {
 		t.Errorf("splice link runs program %d, want %d (new splice program loaded: %v)", got, want, o2.Splice != nil)
 	}
 	os.Remove(sockmapPin)
 	os.Remove(spliceLink)
-}
-
-func progIDOf(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
-	t.Helper()
-	info, err := p.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return id
 }
 
 func linkProg(t *testing.T, pin string) ebpf.ProgramID {
@@ -324,29 +293,4 @@ func linkProg(t *testing.T, pin string) ebpf.ProgramID {
 		t.Fatal(err)
 	}
 	return info.Program
-}
-
-// TestSpliceLoadForgetsSpliceVerdict: loading a splice program (a module
-// loaded or replaced since) drops the cached splice self-test verdict and
-// keeps the sockmap one.
-func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
-	o := stubbedNode(t, "verdict")
-	defer o.Close()
-	meta, err := o.ReadMeta()
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta.SelfTest = &SelfTest{Kernel: "k", Engine: "off", Reason: "sockmap verdict"}
-	meta.SpliceTest = &SelfTest{Kernel: "k", Engine: "splice", Reason: "old module"}
-	if err := o.WriteMeta(meta); err != nil {
-		t.Fatal(err)
-	}
-	loadStubbed(t, o)
-	meta, err = o.ReadMeta()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if meta.SpliceTest != nil || meta.SelfTest == nil || meta.SelfTest.Reason != "sockmap verdict" || meta.Stamp != Stamp() {
-		t.Errorf("after a splice load: selfTest %+v, spliceTest %+v, stamp %q", meta.SelfTest, meta.SpliceTest, meta.Stamp)
-	}
 }

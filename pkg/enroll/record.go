@@ -1,27 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-package node
+package enroll
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/socksplice/socksplice/pkg/engine"
+	"github.com/socksplice/socksplice/pkg/node"
 )
 
 // MaxAddrs is how many addresses of one attachment are registered.
 const MaxAddrs = 16
 
-const recordSize = 8 + 8 + 4 + 4 + MaxAddrs*16 + identSize
-
 const identSize = 256
 
 // Record remembers what ADD did for one attachment (network, container,
-// interface), so DEL can undo exactly that even when the netns is gone.
+// interface), so DEL can undo exactly that even when the netns is gone,
+// and CHECK and STATUS can tell which engine ADD chose.
 type Record struct {
 	Netns  uint64
 	Domain uint64
@@ -29,6 +34,28 @@ type Record struct {
 	NAddrs uint32
 	Addrs  [MaxAddrs][16]byte
 	Ident  [identSize]byte // network NUL containerID NUL ifname, for GC
+}
+
+// The node lays out the attachments map for records of this size.
+var _ [node.AttachValueSize]byte = [unsafe.Sizeof(Record{})]byte{}
+
+// Record flags.
+const (
+	RecordCgroupLink = 1 // a per-container cgroup link is pinned
+	RecordNodeLink   = 2 // the node-level link selects this container
+	RecordSplice     = 4 // enrolled for the splice engine (its program is attached)
+	RecordOff        = 8 // mode auto chose off: nothing enrolled or attached
+)
+
+// Engine returns the engine ADD chose for the attachment.
+func (r *Record) Engine() string {
+	switch {
+	case r.Flags&RecordOff != 0:
+		return engine.Off
+	case r.Flags&RecordSplice != 0:
+		return engine.Splice
+	}
+	return engine.Sockmap
 }
 
 // SetIdent stores the attachment's identity in the record.
@@ -47,13 +74,6 @@ func (r *Record) Identity(key [32]byte) (network, containerID, ifname string, ok
 	return parts[0], parts[1], parts[2], true
 }
 
-// Record flags.
-const (
-	RecordCgroupLink = 1 // a per-container cgroup link is pinned
-	RecordNodeLink   = 2 // the node-level link selects this container
-	RecordSplice     = 4 // enrolled for the splice engine (its program is attached)
-)
-
 // RecordKey derives the record key from the attachment's identity.
 func RecordKey(network, containerID, ifname string) [32]byte {
 	return sha256.Sum256([]byte(network + "\x00" + containerID + "\x00" + ifname))
@@ -68,8 +88,16 @@ func (r *Record) AddrList() []netip.Addr {
 	return out
 }
 
-// GetRecord returns the record under key, or ok=false.
-func (o *Objects) GetRecord(key [32]byte) (Record, bool, error) {
+// linkPin is where the per-container cgroup link of an attachment is
+// pinned: named by its record key, so that no two identities share a pin
+// and the name fits NAME_MAX whatever the container ID.
+func linkPin(o *node.Objects, network, containerID, ifname string) string {
+	key := RecordKey(network, containerID, ifname)
+	return filepath.Join(o.Dir, node.ContainersDir, hex.EncodeToString(key[:]))
+}
+
+// getRecord returns the record under key, or ok=false.
+func getRecord(o *node.Objects, key [32]byte) (Record, bool, error) {
 	var r Record
 	err := o.Attach.Lookup(key, &r)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -78,13 +106,13 @@ func (o *Objects) GetRecord(key [32]byte) (Record, bool, error) {
 	return r, err == nil, err
 }
 
-// PutRecord stores a record.
-func (o *Objects) PutRecord(key [32]byte, r *Record) error {
+// putRecord stores a record.
+func putRecord(o *node.Objects, key [32]byte, r *Record) error {
 	return o.Attach.Update(key, r, ebpf.UpdateAny)
 }
 
-// DeleteRecord removes a record; a missing one is not an error.
-func (o *Objects) DeleteRecord(key [32]byte) error {
+// deleteRecord removes a record; a missing one is not an error.
+func deleteRecord(o *node.Objects, key [32]byte) error {
 	err := o.Attach.Delete(key)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil
@@ -93,7 +121,7 @@ func (o *Objects) DeleteRecord(key [32]byte) error {
 }
 
 // Records returns all records.
-func (o *Objects) Records() (map[[32]byte]Record, error) {
+func Records(o *node.Objects) (map[[32]byte]Record, error) {
 	out := map[[32]byte]Record{}
 	var k [32]byte
 	var r Record

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-package engine
+// Package selftest measures an engine's socket behaviour before mode auto
+// may pick it: it pairs loopback connections through the engine's program
+// in a private netns and cgroup (a child process, this binary re-executed)
+// and judges the measurements.
+package selftest
 
 import (
 	"bufio"
@@ -27,10 +31,10 @@ import (
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
-// SelfTestArg, as argv[1], turns the plugin binary into the self-test
-// child. Main functions (the plugin's, test binaries') call
-// MaybeRunSelfTestChild first thing.
-const SelfTestArg = "__socksplice_selftest_child"
+// childArg, as argv[1], turns the plugin binary into the self-test child.
+// Main functions (the plugin's, test binaries') call MaybeRunChild first
+// thing.
+const childArg = "__socksplice_selftest_child"
 
 const selfTestTimeout = 20 * time.Second
 
@@ -61,50 +65,45 @@ type childReport struct {
 // 1 MiB transfers wrap it many times and fill it.
 const selfTestRingKiB = 64
 
-// RunSelfTest pairs loopback connections through one engine (Sockmap or
-// Splice) in a private netns and cgroup, reads them with recv and with
-// splice(2), checks urgent data and backpressure, and says whether "auto"
-// may use that engine. exe is a binary that runs the child (see
-// SelfTestArg).
-func RunSelfTest(o *node.Objects, exe, kernel, eng string) (node.SelfTest, error) {
-	st := node.SelfTest{Kernel: kernel, Engine: Off, At: time.Now().UTC()}
+// Run pairs loopback connections through one engine's program (the
+// splice engine's if splice, else the sockmap engine's) in a private netns
+// and cgroup, reads them with recv and with splice(2), checks urgent data
+// and backpressure, and returns the measurements. exe is a binary that runs
+// the child (see childArg).
+func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	prog := o.SockOps
 	pol := sbpf.AbiSsPolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback}
-	switch eng {
-	case Sockmap:
-	case Splice:
+	if splice {
 		if o.Splice == nil {
-			return st, errors.New("the splice engine's program is not loaded")
+			return nil, errors.New("the splice engine's program is not loaded")
 		}
 		prog = o.Splice
 		pol.Flags |= sbpf.PolicySplice
 		pol.RingKib = selfTestRingKiB
-	default:
-		return st, fmt.Errorf("no self-test for engine %q", eng)
 	}
 	root, err := cgroup.Root()
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	dir := filepath.Join(root, fmt.Sprintf("socksplice-selftest-%d", os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
-		return st, fmt.Errorf("self-test cgroup: %w", err)
+		return nil, fmt.Errorf("self-test cgroup: %w", err)
 	}
 	defer os.Remove(dir)
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: prog})
 	if err != nil {
-		return st, fmt.Errorf("self-test attach: %w", err)
+		return nil, fmt.Errorf("self-test attach: %w", err)
 	}
 	defer l.Close()
 	cg, err := os.Open(dir)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	defer cg.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), selfTestTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, SelfTestArg)
+	cmd := exec.CommandContext(ctx, exe, childArg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWNET,
 		UseCgroupFD: true,
@@ -115,14 +114,14 @@ func RunSelfTest(o *node.Objects, exe, kernel, eng string) (node.SelfTest, error
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return st, fmt.Errorf("self-test child: %w", err)
+		return nil, fmt.Errorf("self-test child: %w", err)
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill() // ours, by PID; a no-op once it exited
@@ -131,59 +130,65 @@ func RunSelfTest(o *node.Objects, exe, kernel, eng string) (node.SelfTest, error
 	line, err := out.ReadString('\n')
 	cookieStr, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
 	if err != nil || !ok {
-		return st, fmt.Errorf("self-test child did not start: %q %v %s", line, err, stderr.String())
+		return nil, fmt.Errorf("self-test child did not start: %q %v %s", line, err, stderr.String())
 	}
 	cookie, err := strconv.ParseUint(cookieStr, 10, 64)
 	if err != nil {
-		return st, fmt.Errorf("self-test child: bad netns cookie %q", cookieStr)
+		return nil, fmt.Errorf("self-test child: bad netns cookie %q", cookieStr)
 	}
 	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
-		return st, fmt.Errorf("self-test enroll: %w", err)
+		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
 	defer o.Enroll.Delete(cookie)
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
-		return st, err
+		return nil, err
 	}
 	var rep childReport
 	if err := json.NewDecoder(out).Decode(&rep); err != nil {
-		return st, fmt.Errorf("self-test child report: %w (%s)", err, stderr.String())
+		return nil, fmt.Errorf("self-test child report: %w (%s)", err, stderr.String())
 	}
 	if rep.Err != "" {
-		return st, fmt.Errorf("self-test child: %s", rep.Err)
+		return nil, fmt.Errorf("self-test child: %s", rep.Err)
 	}
-	judge(&st, rep, eng)
-	return st, nil
+	return rep.Checks, nil
 }
 
-// maxDetail bounds one check's line: the verdicts live in a 4 KiB map value.
+// maxDetail bounds one check's line: the verdicts of both engines share a
+// 4 KiB map value.
 const maxDetail = 240
 
-// judge turns measurements into the auto decision for engine eng. Every
-// failure keeps eng out of auto: auto must never pick a path that loses
-// data.
-func judge(st *node.SelfTest, r childReport, eng string) {
-	st.Engine = Off
-	st.Details = nil
+// Result is the self-test's judgement of one engine.
+type Result struct {
+	Passed  bool
+	Reason  string
+	Details []string // one line per check
+}
+
+// Judge turns the measurements of engine eng into a verdict. Every failure
+// keeps eng out of auto: auto must never pick a path that loses data.
+func Judge(checks []Check, eng string) Result {
+	var r Result
 	var failed []string
-	for _, c := range r.Checks {
+	for _, c := range checks {
 		line := fmt.Sprintf("%s: ok=%v: %s", c.Name, c.OK, c.Detail)
 		if len(line) > maxDetail {
 			line = line[:maxDetail-3] + "..."
 		}
-		st.Details = append(st.Details, line)
+		r.Details = append(r.Details, line)
 		if !c.OK {
 			failed = append(failed, c.Name+" ("+c.Detail+")")
 		}
 	}
 	switch {
-	case len(r.Checks) == 0:
-		st.Reason = "self-test measured nothing"
+	case len(checks) == 0:
+		r.Reason = "self-test measured nothing"
 	case len(failed) > 0:
-		st.Reason = eng + " fails the self-test: " + strings.Join(failed, "; ")
+		r.Reason = eng + " fails the self-test: " + strings.Join(failed, "; ")
 	default:
-		st.Engine = eng
-		st.Reason = "self-test passed: " + strings.Join(checkNames(r.Checks), ", ")
+		r.Passed = true
+		r.Reason = "self-test passed: " + strings.Join(checkNames(checks), ", ")
 	}
+	return r
 }
 
 func checkNames(cs []Check) []string {

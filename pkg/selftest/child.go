@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-package engine
+package selftest
 
 import (
 	"bufio"
@@ -22,10 +22,10 @@ import (
 
 const selfTestPayload = 1 << 20
 
-// MaybeRunSelfTestChild runs the self-test child and exits when argv asks
-// for it; otherwise it returns at once.
-func MaybeRunSelfTestChild() {
-	if len(os.Args) < 2 || os.Args[1] != SelfTestArg {
+// MaybeRunChild runs the self-test child and exits when argv asks for it;
+// otherwise it returns at once.
+func MaybeRunChild() {
+	if len(os.Args) < 2 || os.Args[1] != childArg {
 		return
 	}
 	rep := runChild()
