@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 const (
@@ -37,15 +37,14 @@ func pinned(cpu int, argv ...string) []string {
 }
 
 // server is a long-running process in a container, reaped by a goroutine
-// so that stop can kill it and wait without racing a second Wait.
+// so that exited can tell when it ended.
 type server struct {
-	p    *cnitest.Proc
-	out  *bytes.Buffer
-	done chan struct{}
+	p   *testenv.Proc
+	out *bytes.Buffer
 }
 
-func startServer(t cnitest.T, c *cnitest.Container, argv []string) (*server, error) {
-	s := &server{out: new(bytes.Buffer), done: make(chan struct{})}
+func startServer(t testenv.T, c *testenv.Container, argv []string) (*server, error) {
+	s := &server{out: new(bytes.Buffer)}
 	p, err := c.Exec(t, argv, func(cmd *exec.Cmd) error {
 		cmd.Stdout = s.out
 		// A grandchild holding stdout open must not block the reap.
@@ -56,31 +55,34 @@ func startServer(t cnitest.T, c *cnitest.Container, argv []string) (*server, err
 		return nil, err
 	}
 	s.p = p
-	go func() { p.Wait(); close(s.done) }()
+	go p.Wait()
 	return s, nil
 }
 
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *server) exited() bool { return s.p.Exited() }
 
 // stop kills the server by PID and waits for it; its output is only read
 // afterwards, when nothing writes to it any more.
 func (s *server) stop() string {
 	s.p.Kill()
-	<-s.done
+	s.p.Wait()
 	return lastLines(s.out.String()+s.p.Stderr(), 5)
+}
+
+// fail stops the server and returns the error text for what went wrong,
+// with the server's last lines.
+func (s *server) fail(format string, a ...any) string {
+	msg := fmt.Sprintf(format, a...)
+	if out := s.stop(); out != "" {
+		msg += " (server: " + out + ")"
+	}
+	return msg
 }
 
 // runIn runs argv in c to completion and returns its stdout; a process
 // still running after timeout is killed (redis-benchmark, for one, spins
 // forever when its server has gone).
-func runIn(t cnitest.T, c *cnitest.Container, argv []string, timeout time.Duration) (string, error) {
+func runIn(t testenv.T, c *testenv.Container, argv []string, timeout time.Duration) (string, error) {
 	var out bytes.Buffer
 	p, err := c.Exec(t, argv, func(cmd *exec.Cmd) error {
 		cmd.Stdout = &out
@@ -131,7 +133,7 @@ func missing(pkgs string, tools ...string) string {
 // runRedis measures redis-benchmark GET against a redis-server in srv,
 // started afresh for this call: runs measured runs of requests GETs over
 // clients connections, one request in flight per connection.
-func runRedis(t cnitest.T, srv, cli *cnitest.Container, addr netip.Addr, path, topology string, clients, requests, runs int, srvCPU, cliCPU int) AppPoint {
+func runRedis(t testenv.T, srv, cli *testenv.Container, addr netip.Addr, path, topology string, clients, requests, runs int, srvCPU, cliCPU int) AppPoint {
 	ap := AppPoint{App: "redis GET", Topology: topology, Path: path, Clients: clients, Requests: requests}
 	if msg := missing("redis-server redis-tools", "redis-server", "redis-benchmark", "redis-cli", "taskset"); msg != "" {
 		ap.Err = msg
@@ -147,11 +149,7 @@ func runRedis(t cnitest.T, srv, cli *cnitest.Container, addr netip.Addr, path, t
 		return ap
 	}
 	fail := func(format string, a ...any) AppPoint {
-		out := s.stop()
-		ap.Err = fmt.Sprintf(format, a...)
-		if out != "" {
-			ap.Err += " (server: " + out + ")"
-		}
+		ap.Err = s.fail(format, a...)
 		return ap
 	}
 
@@ -293,7 +291,7 @@ func parseRedisCSV(out string) (redisResult, error) {
 //     400/50 ms trim by the TSC frequency in GHz, eating ~1.1 s of the run.
 //   - avg-latency is the mean RTT / 2 (no --full-rtt); with one message in
 //     flight 1e6/(2*avg) is messages per second over the measured window.
-func runSockperf(t cnitest.T, srv, cli *cnitest.Container, addr netip.Addr, size int, dur time.Duration, srvCPU, cliCPU int) CrossCheck {
+func runSockperf(t testenv.T, srv, cli *testenv.Container, addr netip.Addr, size int, dur time.Duration, srvCPU, cliCPU int) CrossCheck {
 	cc := CrossCheck{Tool: "sockperf", Path: PathTCP, Size: size}
 	if msg := missing("sockperf", "sockperf", "taskset"); msg != "" {
 		cc.Err = msg
@@ -315,11 +313,7 @@ func runSockperf(t cnitest.T, srv, cli *cnitest.Container, addr netip.Addr, size
 		return cc
 	}
 	fail := func(format string, a ...any) CrossCheck {
-		out := s.stop()
-		cc.Err = fmt.Sprintf(format, a...)
-		if out != "" {
-			cc.Err += " (server: " + out + ")"
-		}
+		cc.Err = s.fail(format, a...)
 		return cc
 	}
 	argv := pinned(cliCPU, "sockperf", "ping-pong", "--tcp", "-i", host, "-p", port,

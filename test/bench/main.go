@@ -22,56 +22,66 @@ import (
 	"time"
 
 	"github.com/socksplice/socksplice/pkg/engine"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
-func main() {
-	endMain()
-	quick := flag.Bool("quick", false, "a short subset for CI: fails only when a path cannot run at all")
-	out := flag.String("out", "", "results directory (default results/bench, or results/bench-quick with -quick)")
-	runs := flag.Int("runs", 0, "measured runs per point (default 5, quick 1)")
-	dur := flag.Duration("duration", 0, "length of one measured run (default 1s, quick 300ms)")
-	cpus := flag.String("cpus", "0,1", "client,server CPU")
-	virt := flag.String("virt", "", "how the machine is virtualized, for the report (default: detected)")
-	noApps := flag.Bool("no-apps", false, "skip redis and sockperf")
-	noCNI := flag.Bool("no-cni", false, "skip the plugin's ADD/DEL cost")
-	enroll := flag.Int("enroll", 0, "containers to enroll for the plugin cost (default 200, quick 20)")
-	flag.Parse()
+// options are the command line's.
+type options struct {
+	quick         bool
+	out           string
+	runs, enroll  int
+	dur           time.Duration
+	cpus, virt    string
+	noApps, noCNI bool
+}
 
-	r := &cnitest.Runner{Name: "bench"}
-	r.Cleanup(cnitest.RemoveBinDir)
-	defer r.RunCleanups()
-	if os.Geteuid() != 0 {
-		r.Fatal("the benchmark needs root: it creates network namespaces, cgroups and loads BPF")
-	}
+func main() {
+	testenv.HelperMain() // before flag parsing: a helper has no flags
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "a short subset for CI: fails only when a path cannot run at all")
+	flag.StringVar(&o.out, "out", "", "results directory (default results/bench, or results/bench-quick with -quick)")
+	flag.IntVar(&o.runs, "runs", 0, "measured runs per point (default 5, quick 1)")
+	flag.DurationVar(&o.dur, "duration", 0, "length of one measured run (default 1s, quick 300ms)")
+	flag.StringVar(&o.cpus, "cpus", "0,1", "client,server CPU")
+	flag.StringVar(&o.virt, "virt", "", "how the machine is virtualized, for the report (default: detected)")
+	flag.BoolVar(&o.noApps, "no-apps", false, "skip redis and sockperf")
+	flag.BoolVar(&o.noCNI, "no-cni", false, "skip the plugin's ADD/DEL cost")
+	flag.IntVar(&o.enroll, "enroll", 0, "containers to enroll for the plugin cost (default 200, quick 20)")
+	flag.Parse()
+	testenv.Main("bench", func(r testenv.T) { run(r, o) })
+}
+
+// run measures everything o asks for and writes the report; r fails the
+// run.
+func run(r testenv.T, o options) {
 	set := Settings{Runs: 5, Duration: time.Second, Warmup: 300 * time.Millisecond,
 		RRSizes: []int{1, 64, 1024, 16 << 10, 64 << 10}, StreamSizes: []int{1 << 10, 4 << 10, 16 << 10, 64 << 10}}
 	enrollN, samples, redisReq := 200, 20, 20000
-	if *quick {
+	if o.quick {
 		set = Settings{Runs: 1, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
 			RRSizes: []int{64, 1024}, StreamSizes: []int{1 << 10, 64 << 10}}
 		enrollN, samples, redisReq = 20, 5, 2000
 	}
-	if *runs > 0 {
-		set.Runs = *runs
+	if o.runs > 0 {
+		set.Runs = o.runs
 	}
-	if *enroll > 0 {
-		enrollN = *enroll
+	if o.enroll > 0 {
+		enrollN = o.enroll
 	}
-	if *dur > 0 {
-		set.Duration = *dur
+	if o.dur > 0 {
+		set.Duration = o.dur
 	}
-	if _, err := fmt.Sscanf(*cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
-		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", *cpus)
+	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
+		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)
 	}
-	if *out == "" {
-		*out = "results/bench"
-		if *quick {
-			*out = "results/bench-quick"
+	if o.out == "" {
+		o.out = "results/bench"
+		if o.quick {
+			o.out = "results/bench-quick"
 		}
 	}
 
-	rep := &Report{Started: time.Now().UTC(), Quick: *quick, Machine: machine(*virt), Settings: set}
+	rep := &Report{Started: time.Now().UTC(), Quick: o.quick, Machine: machine(o.virt), Settings: set}
 	f := engine.Probe()
 	rep.Paths = availability(f)
 	for _, p := range rep.Paths {
@@ -89,11 +99,11 @@ func main() {
 			rep.Stream = append(rep.Stream, b.point("stream", topo, size)...)
 		}
 	}
-	if !*noApps {
+	if !o.noApps {
 		b.crossCheck()
 		b.redis(redisReq)
 	}
-	if !*noCNI {
+	if !o.noCNI {
 		logf("plugin cost: %d cold/warm samples, enrolling %d containers", samples, enrollN)
 		rep.CNI = measureCNI(r, enrollN, samples)
 		if rep.CNI.Err != "" {
@@ -101,11 +111,11 @@ func main() {
 		}
 	}
 	rep.Elapsed = time.Since(rep.Started).Round(time.Second)
-	if err := writeReport(*out, rep); err != nil {
+	if err := writeReport(o.out, rep); err != nil {
 		r.Fatal(err)
 	}
 	fmt.Println(markdown(rep))
-	logf("wrote %s/bench.{json,md} and charts in %v", *out, rep.Elapsed)
+	logf("wrote %s/bench.{json,md} and charts in %v", o.out, rep.Elapsed)
 	if len(rep.Failures) > 0 {
 		r.Fatalf("%d path(s) could not run:\n  %s", len(rep.Failures), strings.Join(rep.Failures, "\n  "))
 	}

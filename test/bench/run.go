@@ -8,11 +8,11 @@ import (
 	"sort"
 	"time"
 
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 type bench struct {
-	t     cnitest.T
+	t     testenv.T
 	set   Settings
 	sites map[string]*site
 	rep   *Report
@@ -116,22 +116,23 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	w0, c0 := s.wireBytes(b.t, topo), s.counters(b.t)
 	spec := EndSpec{Kind: kind, Family: s.def.family, Addr: addr, Size: size, Duration: d}
 	spec.Role = "server"
-	sp, so, err := startEnd(b.t, srvC, b.set.ServerCPU, spec)
+	sp, err := startEnd(b.t, srvC, b.set.ServerCPU, spec)
 	if err != nil {
 		return sample{}, err
 	}
 	spec.Role = "client"
-	cp, co, err := startEnd(b.t, cliC, b.set.ClientCPU, spec)
+	cp, err := startEnd(b.t, cliC, b.set.ClientCPU, spec)
 	if err != nil {
 		sp.Kill()
 		sp.Wait()
 		return sample{}, err
 	}
-	cr, cerr := endResult(cp, co, d+60*time.Second)
+	var cr, sr EndResult
+	cerr := cp.Result(&cr, d+60*time.Second)
 	if cerr != nil {
 		sp.Kill()
 	}
-	sr, serr := endResult(sp, so, 60*time.Second)
+	serr := sp.Result(&sr, 60*time.Second)
 	if cerr != nil || serr != nil {
 		return sample{}, fmt.Errorf("client: %v; server: %v", cerr, serr)
 	}

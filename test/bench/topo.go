@@ -4,24 +4,17 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
-	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // pathDef says how a path is reached: through its own CNI network with a
@@ -73,8 +66,8 @@ func availability(f engine.Features) []PathInfo {
 // Loopback runs both ends in srv.
 type site struct {
 	def      pathDef
-	net      *cnitest.Network
-	srv, cli *cnitest.Container
+	net      *testenv.Network
+	srv, cli *testenv.Container
 }
 
 func (s *site) addr(topo string, port int) string {
@@ -88,7 +81,7 @@ func (s *site) addr(topo string, port int) string {
 	}
 }
 
-func (s *site) ends(topo string) (srv, cli *cnitest.Container) {
+func (s *site) ends(topo string) (srv, cli *testenv.Container) {
 	if topo == TopoLoopback {
 		return s.srv, s.srv
 	}
@@ -99,7 +92,7 @@ var unixDir string
 
 // buildSites makes one network with two containers for every available
 // CNI path; the peers run in the baseline's containers.
-func buildSites(t cnitest.T, paths []PathInfo) map[string]*site {
+func buildSites(t testenv.T, paths []PathInfo) map[string]*site {
 	sites := map[string]*site{}
 	var base *site
 	for i, p := range allPaths {
@@ -111,15 +104,15 @@ func buildSites(t cnitest.T, paths []PathInfo) map[string]*site {
 		for k, v := range p.plugin {
 			plugin[k] = v
 		}
-		n := cnitest.NewNetwork(t, cnitest.NetOpts{
+		n := testenv.NewNetwork(t, testenv.NetOpts{
 			Subnet: fmt.Sprintf("10.234.%d.0/24", i),
 			PinDir: pin,
 			Plugin: plugin,
 		})
 		t.Cleanup(func() { os.RemoveAll(pin) })
 		s := &site{def: p, net: n}
-		s.srv = cnitest.NewContainer(t, "bsrv")
-		s.cli = cnitest.NewContainer(t, "bcli")
+		s.srv = testenv.NewContainer(t, "bsrv")
+		s.cli = testenv.NewContainer(t, "bcli")
 		n.MustAdd(t, s.srv)
 		n.MustAdd(t, s.cli)
 		sites[p.name] = s
@@ -145,82 +138,25 @@ func available(paths []PathInfo, name string) bool {
 	return false
 }
 
-// startEnd runs one end in c pinned to cpu.
-func startEnd(t cnitest.T, c *cnitest.Container, cpu int, s EndSpec) (*cnitest.Proc, *bufio.Reader, error) {
-	spec, _ := json.Marshal(s)
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, err
-	}
-	var out *bufio.Reader
-	p, err := c.Exec(t, []string{"taskset", "-c", strconv.Itoa(cpu), self}, func(cmd *exec.Cmd) error {
-		cmd.Env = append(os.Environ(), endEnv+"="+string(spec))
-		o, err := cmd.StdoutPipe()
-		out = bufio.NewReader(o)
-		return err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if s.Role == "server" {
-		line, err := out.ReadString('\n')
-		if strings.TrimSpace(line) != "listening" {
-			p.Kill()
-			p.Wait()
-			return nil, nil, fmt.Errorf("server did not start: %q %v %s", line, err, p.Stderr())
-		}
-	}
-	return p, out, nil
-}
-
-func endResult(p *cnitest.Proc, out *bufio.Reader, timeout time.Duration) (EndResult, error) {
-	var r EndResult
-	done := make(chan error, 1)
-	go func() { done <- json.NewDecoder(out).Decode(&r) }()
-	var derr error
-	select {
-	case derr = <-done:
-	case <-time.After(timeout):
-		p.Kill()
-		derr = fmt.Errorf("no result within %v", timeout)
-	}
-	werr := p.Wait()
-	if derr != nil {
-		return r, fmt.Errorf("%v (exit: %v) %s", derr, werr, p.Stderr())
-	}
-	if r.Err != "" {
-		return r, errors.New(r.Err)
-	}
-	return r, werr
+// startEnd runs one end in c pinned to cpu; a server listens when it
+// returns.
+func startEnd(t testenv.T, c *testenv.Container, cpu int, s EndSpec) (*testenv.Proc, error) {
+	return c.StartHelper(t, testenv.Helper{Role: endRole, Spec: s, Prefix: pinned(cpu), Ready: s.Role == "server"})
 }
 
 // wireBytes is what the interfaces carried that a redirected connection
 // should not use: lo in the container for loopback, both host veths for
 // the bridge topology.
-func (s *site) wireBytes(t cnitest.T, topo string) uint64 {
+func (s *site) wireBytes(t testenv.T, topo string) uint64 {
 	if topo == TopoVeth {
-		return cnitest.VethBytes(t, s.srv.HostVeth(s.net)) + cnitest.VethBytes(t, s.cli.HostVeth(s.net))
+		return testenv.VethBytes(t, s.srv.HostVeth(s.net)) + testenv.VethBytes(t, s.cli.HostVeth(s.net))
 	}
-	out, err := exec.Command("ip", "-n", s.srv.NetnsName, "-s", "-j", "link", "show", "lo").Output()
-	if err != nil {
-		t.Fatalf("lo counters: %v", err)
-	}
-	var links []struct {
-		Stats struct {
-			Rx struct {
-				Bytes uint64 `json:"bytes"`
-			} `json:"rx"`
-		} `json:"stats64"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
-		t.Fatalf("lo counters: %v %s", err, out)
-	}
-	return links[0].Stats.Rx.Bytes
+	return s.srv.LoBytes(t)
 }
 
-func (s *site) counters(t cnitest.T) counters.Totals {
+func (s *site) counters(t testenv.T) testenv.Counters {
 	if s.def.plugin == nil || s.def.name == PathTCP {
-		return counters.Totals{}
+		return testenv.Counters{}
 	}
-	return cnitest.Counters(t, s.net.PinDir)
+	return testenv.ReadCounters(t, s.net.PinDir)
 }

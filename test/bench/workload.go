@@ -4,21 +4,23 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
-// endEnv carries an EndSpec to a re-executed copy of this binary that runs
-// one end of one connection inside a container.
-const endEnv = "SOCKSPLICE_BENCH_END"
+// endRole is the helper role (testenv.Register) that runs one end of one
+// connection inside a container, in a re-executed copy of this binary.
+const endRole = "bench-end"
+
+func init() { testenv.Register(endRole, runEnd) }
 
 // EndSpec is one end of a measured connection.
 type EndSpec struct {
@@ -42,67 +44,50 @@ type EndResult struct {
 
 	P50us float64 `json:"p50us,omitempty"`
 	P99us float64 `json:"p99us,omitempty"`
-	Err   string  `json:"err,omitempty"`
-}
-
-// endMain runs an end when the binary was started as one; it never
-// returns in that case.
-func endMain() {
-	spec := os.Getenv(endEnv)
-	if spec == "" {
-		return
-	}
-	var s EndSpec
-	var r EndResult
-	if err := json.Unmarshal([]byte(spec), &s); err != nil {
-		r.Err = err.Error()
-	} else if err := runEnd(s, &r); err != nil {
-		r.Err = err.Error()
-	}
-	json.NewEncoder(os.Stdout).Encode(r)
-	os.Exit(0)
 }
 
 // The ends use blocking sockets on one locked thread, as netperf and
 // sockperf do: a Go net.Conn would park in the runtime's poller and add
 // an epoll round and a goroutine switch to every wait, which is not what
-// an ordinary blocking application pays.
-func runEnd(s EndSpec, r *EndResult) error {
+// an ordinary blocking application pays. A server calls ready once it
+// listens.
+func runEnd(s EndSpec, ready func()) (EndResult, error) {
+	var r EndResult
 	runtime.LockOSThread()
 	sa, domain, proto, err := sockaddr(s)
 	if err != nil {
-		return err
+		return r, err
 	}
 	var fd int
 	switch s.Role {
 	case "server":
 		lfd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto)
 		if err != nil {
-			return fmt.Errorf("socket: %w", err)
+			return r, fmt.Errorf("socket: %w", err)
 		}
 		defer unix.Close(lfd)
 		if domain != unix.AF_UNIX {
 			unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 		}
 		if err := unix.Bind(lfd, sa); err != nil {
-			return fmt.Errorf("bind %s: %w", s.Addr, err)
+			return r, fmt.Errorf("bind %s: %w", s.Addr, err)
 		}
 		if err := unix.Listen(lfd, 8); err != nil {
-			return fmt.Errorf("listen: %w", err)
+			return r, fmt.Errorf("listen: %w", err)
 		}
-		fmt.Println("listening")
+		ready()
 		if fd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC); err != nil {
-			return fmt.Errorf("accept: %w", err)
+			return r, fmt.Errorf("accept: %w", err)
 		}
 	case "client":
 		if fd, err = unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto); err != nil {
-			return fmt.Errorf("socket: %w", err)
+			return r, fmt.Errorf("socket: %w", err)
 		}
 		if err := unix.Connect(fd, sa); err != nil {
-			return fmt.Errorf("connect %s: %w", s.Addr, err)
+			return r, fmt.Errorf("connect %s: %w", s.Addr, err)
 		}
 	default:
-		return fmt.Errorf("unknown role %q", s.Role)
+		return r, fmt.Errorf("unknown role %q", s.Role)
 	}
 	defer unix.Close(fd)
 	if s.Family != "unix" {
@@ -115,13 +100,13 @@ func runEnd(s EndSpec, r *EndResult) error {
 	ru0 := rusage()
 	switch {
 	case s.Kind == "rr" && s.Role == "client":
-		err = rrClient(fd, s, r)
+		err = rrClient(fd, s, &r)
 	case s.Kind == "rr":
-		err = rrServer(fd, s, r)
+		err = rrServer(fd, s, &r)
 	case s.Kind == "stream" && s.Role == "client":
-		err = streamSender(fd, s, r)
+		err = streamSender(fd, s, &r)
 	case s.Kind == "stream":
-		err = streamReceiver(fd, r)
+		err = streamReceiver(fd, &r)
 	default:
 		err = fmt.Errorf("unknown kind %q", s.Kind)
 	}
@@ -129,7 +114,7 @@ func runEnd(s EndSpec, r *EndResult) error {
 	r.UserS = tv(ru1.Utime) - tv(ru0.Utime)
 	r.SysS = tv(ru1.Stime) - tv(ru0.Stime)
 	r.VolCtx = ru1.Nvcsw - ru0.Nvcsw
-	return err
+	return r, err
 }
 
 func sockaddr(s EndSpec) (unix.Sockaddr, int, int, error) {

@@ -25,9 +25,9 @@ func TestEndsAgree(t *testing.T) {
 						addr = freeLoopback(t)
 					}
 					spec := EndSpec{Kind: kind, Family: fam, Addr: addr, Size: size, Duration: 50 * time.Millisecond}
-					srv, cli := runPair(t, spec)
-					if srv.Err != "" || cli.Err != "" {
-						t.Fatalf("server: %q client: %q", srv.Err, cli.Err)
+					srv, cli, serr, cerr := runPair(spec)
+					if serr != nil || cerr != nil {
+						t.Fatalf("server: %v client: %v", serr, cerr)
 					}
 					if kind == "rr" {
 						if cli.Txns == 0 || srv.Txns != cli.Txns {
@@ -58,33 +58,25 @@ func freeLoopback(t *testing.T) string {
 }
 
 // runPair runs both ends in this process; runEnd locks each goroutine to
-// its own thread, and the server's "listening" line goes to stdout.
-func runPair(t *testing.T, spec EndSpec) (srv, cli EndResult) {
+// its own thread.
+func runPair(spec EndSpec) (srv, cli EndResult, serr, cerr error) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	s := spec
 	s.Role = "server"
 	go func() {
 		defer wg.Done()
-		if err := runEnd(s, &srv); err != nil {
-			srv.Err = err.Error()
-		}
+		srv, serr = runEnd(s, func() {})
 	}()
 	c := spec
 	c.Role = "client"
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		cli = EndResult{}
-		err := runEnd(c, &cli)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cli.Err = err.Error()
+		if cli, cerr = runEnd(c, func() {}); cerr == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond) // the server may not listen yet
 	}
 	wg.Wait()
-	return srv, cli
+	return srv, cli, serr, cerr
 }

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,19 +13,19 @@ import (
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // spliceRun sends n bytes from a client to a server that reads with
 // splice(2) (as Go's io.Copy between TCP connections does) and returns what
 // the server got, and the client's error if any.
-func spliceRun(t *testing.T, srv, cli *cnitest.Container, addr netip.AddrPort, n int64, seed uint64) (cnitest.XferResult, error) {
+func spliceRun(t *testing.T, srv, cli *testenv.Container, addr netip.AddrPort, n int64, seed uint64) (testenv.XferResult, error) {
 	t.Helper()
 	timeout := 15 * time.Second
-	sp := srv.Start(t, cnitest.Xfer{Role: "server", Addr: addr.String(), Seed: seed, SpliceRead: true, Timeout: timeout})
-	cp := cli.Start(t, cnitest.Xfer{Role: "client", Addr: addr.String(), Bytes: n, Seed: seed + 1, Timeout: timeout})
-	s, serr := sp.Result()
-	_, cerr := cp.Result()
+	sp := srv.StartXfer(t, testenv.Xfer{Role: "server", Addr: addr.String(), Seed: seed, SpliceRead: true, Timeout: timeout})
+	cp := cli.StartXfer(t, testenv.Xfer{Role: "client", Addr: addr.String(), Bytes: n, Seed: seed + 1, Timeout: timeout})
+	s, serr := sp.XferResult()
+	_, cerr := cp.XferResult()
 	if serr != nil {
 		t.Fatalf("splice server: %v", serr)
 	}
@@ -38,12 +37,12 @@ func spliceRun(t *testing.T, srv, cli *cnitest.Container, addr netip.AddrPort, n
 // decided, a splice(2) reader in a container under "auto" gets every byte;
 // and the forced sockmap engine behaves the way the self-test said it would.
 func TestAutoNeverLosesData(t *testing.T) {
-	cnitest.RequireRoot(t)
-	pin := cnitest.PinDir(t)
+	testenv.RequireRoot(t)
+	pin := testenv.PinDir(t)
 	const size = 8 << 20
 
-	auto := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.220.0.0/24", PinDir: pin, Plugin: map[string]any{"mode": "auto"}})
-	a, b := cnitest.NewContainer(t, "a"), cnitest.NewContainer(t, "b")
+	auto := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.220.0.0/24", PinDir: pin, Plugin: map[string]any{"mode": "auto"}})
+	a, b := testenv.NewContainer(t, "a"), testenv.NewContainer(t, "b")
 	auto.MustAdd(t, a)
 	auto.MustAdd(t, b)
 	// What auto picked, from the cache the ADDs filled, and the sockmap
@@ -52,7 +51,7 @@ func TestAutoNeverLosesData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, exe := engine.Probe(), filepath.Join(cnitest.BinDir(t), "socksplice")
+	f, exe := engine.Probe(), testenv.PluginBinary(t)
 	st, err := engine.Decide(engine.Auto, f, o, exe)
 	if err != nil || !st.Cached {
 		o.Close()
@@ -89,17 +88,17 @@ func TestAutoNeverLosesData(t *testing.T) {
 	}
 
 	s, cerr := spliceRun(t, b, a, netip.AddrPortFrom(b.IP(auto), 6001), size, 600)
-	if cerr != nil || s.RecvBytes != size || s.RecvSHA != cnitest.PayloadSHA(601, size) {
+	if cerr != nil || s.RecvBytes != size || s.RecvSHA != testenv.PayloadSHA(601, size) {
 		t.Errorf("auto (%s): splice(2) reader got %d of %d bytes (%s), client error %v", st.Engine, s.RecvBytes, size, s.ReadEnd, cerr)
 	}
 
 	// The forced engine, as the self-test predicted.
-	forced := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.221.0.0/24", PinDir: pin, Plugin: map[string]any{"mode": "sockmap"}})
-	c, d := cnitest.NewContainer(t, "c"), cnitest.NewContainer(t, "d")
+	forced := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.221.0.0/24", PinDir: pin, Plugin: map[string]any{"mode": "sockmap"}})
+	c, d := testenv.NewContainer(t, "c"), testenv.NewContainer(t, "d")
 	forced.MustAdd(t, c)
 	forced.MustAdd(t, d)
 	s, cerr = spliceRun(t, d, c, netip.AddrPortFrom(d.IP(forced), 6002), size, 700)
-	intact := cerr == nil && s.RecvBytes == size && s.RecvSHA == cnitest.PayloadSHA(701, size)
+	intact := cerr == nil && s.RecvBytes == size && s.RecvSHA == testenv.PayloadSHA(701, size)
 	t.Logf("mode sockmap with a splice(2) reader: received %d of %d bytes, read ended by %s, client error %v", s.RecvBytes, size, s.ReadEnd, cerr)
 	spliceOK := !strings.Contains(v.Reason, selftest.CheckSpliceRead)
 	if intact != spliceOK {

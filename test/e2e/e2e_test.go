@@ -15,76 +15,55 @@ import (
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
-
-// pair sets up a network and two containers on it, added with cgroupPath.
-func pair(t *testing.T, plugin map[string]any, subnet string) (*cnitest.Network, *cnitest.Container, *cnitest.Container) {
-	t.Helper()
-	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: subnet, PinDir: cnitest.PinDir(t), Plugin: plugin})
-	a, b := cnitest.NewContainer(t, "a"), cnitest.NewContainer(t, "b")
-	n.MustAdd(t, a)
-	n.MustAdd(t, b)
-	return n, a, b
-}
 
 // TestSockmap64MiB moves 64 MiB each way between two containers on a bridge
 // and proves the sockmap engine carried it: the veths see only the
 // handshake and teardown, the counters show both ends paired.
 func TestSockmap64MiB(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	n, a, b := pair(t, map[string]any{"mode": "sockmap"}, "10.211.0.0/24")
-	before := cnitest.Counters(t, n.PinDir)
-	va, vb := a.HostVeth(n), b.HostVeth(n)
-	va0, vb0 := cnitest.VethBytes(t, va), cnitest.VethBytes(t, vb)
+	m := n.Meter(t, a, b)
 
 	exchange(t, b, a, netip.AddrPortFrom(b.IP(n), 5001), payload, 100, 0)
 
-	dva, dvb := cnitest.VethBytes(t, va)-va0, cnitest.VethBytes(t, vb)-vb0
-	after := cnitest.Counters(t, n.PinDir)
-	paired := after.Paired - before.Paired
-	moved := after.RedirectBytes - before.RedirectBytes
+	v, d := m.VethBytes(), m.Counters()
 	t.Logf("payload %d B each way; veth %s carried %d B, %s %d B; paired %d sockets, redirected %d B in %d msgs",
-		payload, va, dva, vb, dvb, paired, moved, after.RedirectMsgs-before.RedirectMsgs)
+		payload, m.Veths[0], v[0], m.Veths[1], v[1], d.Paired, d.RedirectBytes, d.RedirectMsgs)
 	// Handshake, FIN and ACKs only: a few hundred bytes, far below 1% of
 	// the 128 MiB that crossed.
-	if limit := uint64(2*payload) / 1000; dva > limit || dvb > limit {
-		t.Errorf("veths carried %d and %d bytes, want < %d: the payload went through the stack", dva, dvb, limit)
+	if limit := uint64(2*payload) / 1000; v[0] > limit || v[1] > limit {
+		t.Errorf("veths carried %d and %d bytes, want < %d: the payload went through the stack", v[0], v[1], limit)
 	}
-	if paired < 2 {
-		t.Errorf("paired sockets grew by %d, want >= 2", paired)
-	}
-	if moved != 2*payload {
-		t.Errorf("redirected %d bytes, want exactly %d", moved, 2*payload)
-	}
+	wantSockmap(t, "64 MiB each way", d, 2, 2*payload)
 }
 
 // TestModeOffCarriesOnVeth is the control: with mode off nothing pairs and
 // the veths carry the whole payload.
 func TestModeOffCarriesOnVeth(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	n, a, b := pair(t, map[string]any{"mode": "off"}, "10.212.0.0/24")
-	va, vb := a.HostVeth(n), b.HostVeth(n)
-	va0, vb0 := cnitest.VethBytes(t, va), cnitest.VethBytes(t, vb)
+	m := n.Meter(t, a, b)
 
 	exchange(t, b, a, netip.AddrPortFrom(b.IP(n), 5002), payload, 200, 0)
 
-	dva, dvb := cnitest.VethBytes(t, va)-va0, cnitest.VethBytes(t, vb)-vb0
-	t.Logf("mode off: veth %s carried %d B, %s %d B for %d B each way", va, dva, vb, dvb, payload)
-	if dva < 2*payload || dvb < 2*payload {
-		t.Errorf("veths carried %d and %d bytes, want >= %d each (payload both ways)", dva, dvb, 2*payload)
+	v := m.VethBytes()
+	t.Logf("mode off: veth %s carried %d B, %s %d B for %d B each way", m.Veths[0], v[0], m.Veths[1], v[1], payload)
+	if v[0] < 2*payload || v[1] < 2*payload {
+		t.Errorf("veths carried %d and %d bytes, want >= %d each (payload both ways)", v[0], v[1], 2*payload)
 	}
 }
 
 // TestSpliceUnavailable: without the socksplice module, ADD with mode
 // splice fails with code 100 naming the missing kfunc and enrolls nothing.
 func TestSpliceUnavailable(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	if node.HaveSpliceKfuncs() {
 		t.Skip("SKIP: the kernel has the splice kfuncs (socksplice module loaded); splice_test.go (vmtest) covers the engine")
 	}
-	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.224.0.0/24", PinDir: cnitest.PinDir(t), Plugin: map[string]any{"mode": "splice"}})
-	c := cnitest.NewContainer(t, "a")
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.224.0.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "splice"}})
+	c := testenv.NewContainer(t, "a")
 	_, err := n.Add(t, c)
 	var ce *types.Error
 	if !errors.As(err, &ce) || ce.Code != 100 || !strings.Contains(ce.Msg, sbpf.SpliceKfuncPair) {

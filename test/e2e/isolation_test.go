@@ -8,41 +8,39 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // TestLoopbackPairedAndIsolated pairs 127.0.0.1 inside each of two
 // containers on the same port at the same time; every byte stays in its own
 // container.
 func TestLoopbackPairedAndIsolated(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	n, a, b := pair(t, map[string]any{"mode": "sockmap", "loopback": true}, "10.217.0.0/24")
-	before := cnitest.Counters(t, n.PinDir)
+	m := n.Meter(t)
 	addr := netip.MustParseAddrPort("127.0.0.1:7000")
 	const size = 16 << 20
 	var wg sync.WaitGroup
-	res := make([][2]cnitest.XferResult, 2)
-	for i, c := range []*cnitest.Container{a, b} {
+	for i, c := range []*testenv.Container{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// Same port, same client source port: only the netns tells
 			// the two flows apart.
-			s, cl := exchange(t, c, c, addr, size, uint64(1000*(i+1)), 41000)
-			res[i] = [2]cnitest.XferResult{s, cl}
+			exchange(t, c, c, addr, size, uint64(1000*(i+1)), 41000)
 		}()
 	}
 	wg.Wait()
-	after := cnitest.Counters(t, n.PinDir)
-	paired := after.Paired - before.Paired
+	d := m.Counters()
+	lo := []uint64{a.LoBytes(t), b.LoBytes(t)}
 	t.Logf("loopback: paired +%d sockets, redirected +%d B; lo carried %d B in %s and %d B in %s",
-		paired, after.RedirectBytes-before.RedirectBytes, res[0][0].LoBytes, a.ID, res[1][0].LoBytes, b.ID)
-	if paired < 4 {
-		t.Errorf("paired +%d, want >= 4 (two loopback connections)", paired)
+		d.Paired, d.RedirectBytes, lo[0], a.ID, lo[1], b.ID)
+	if d.Paired < 4 {
+		t.Errorf("paired +%d, want >= 4 (two loopback connections)", d.Paired)
 	}
-	for i, r := range res {
-		if r[0].LoBytes > size/100 {
-			t.Errorf("container %d: lo carried %d bytes for a %d-byte exchange: not paired", i, r[0].LoBytes, size)
+	for i, l := range lo {
+		if l > size/100 {
+			t.Errorf("container %d: lo carried %d bytes for a %d-byte exchange: not paired", i, l, size)
 		}
 	}
 }
@@ -51,13 +49,13 @@ func TestLoopbackPairedAndIsolated(t *testing.T) {
 // on two bridges; in each, the same server address and port and the same
 // client source port. Every byte must reach its own tenant.
 func TestTenantsWithIdenticalAddresses(t *testing.T) {
-	cnitest.RequireRoot(t)
-	pin := cnitest.PinDir(t)
-	var nets [2]*cnitest.Network
-	var srv, cli [2]*cnitest.Container
+	testenv.RequireRoot(t)
+	pin := testenv.PinDir(t)
+	var nets [2]*testenv.Network
+	var srv, cli [2]*testenv.Container
 	for i := range nets {
-		nets[i] = cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.218.0.0/24", PinDir: pin, Plugin: map[string]any{"mode": "sockmap"}})
-		srv[i], cli[i] = cnitest.NewContainer(t, "srv"), cnitest.NewContainer(t, "cli")
+		nets[i] = testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.218.0.0/24", PinDir: pin, Plugin: map[string]any{"mode": "sockmap"}})
+		srv[i], cli[i] = testenv.NewContainer(t, "srv"), testenv.NewContainer(t, "cli")
 		nets[i].MustAdd(t, srv[i])
 		nets[i].MustAdd(t, cli[i])
 	}
@@ -65,21 +63,21 @@ func TestTenantsWithIdenticalAddresses(t *testing.T) {
 		t.Fatalf("tenants did not get identical addresses: %v/%v vs %v/%v",
 			srv[0].IP(nets[0]), cli[0].IP(nets[0]), srv[1].IP(nets[1]), cli[1].IP(nets[1]))
 	}
-	before := cnitest.Counters(t, pin)
+	m := nets[0].Meter(t) // both networks share pin
 	const size = 16 << 20
 	var wg sync.WaitGroup
-	var res [2][2]cnitest.XferResult
+	var res [2][2]testenv.XferResult
 	for i := range nets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			addr := netip.AddrPortFrom(srv[i].IP(nets[i]), 8080)
 			s, c := exchange(t, srv[i], cli[i], addr, size, uint64(5000*(i+1)), 42000)
-			res[i] = [2]cnitest.XferResult{s, c}
+			res[i] = [2]testenv.XferResult{s, c}
 		}()
 	}
 	wg.Wait()
-	after := cnitest.Counters(t, pin)
+	d := m.Counters()
 	for i := range res {
 		t.Logf("tenant %d: server %s <- client %s", i, res[i][0].Local, res[i][0].Remote)
 	}
@@ -87,21 +85,16 @@ func TestTenantsWithIdenticalAddresses(t *testing.T) {
 		t.Errorf("the two tenants' tuples differ (%s/%s vs %s/%s): the test did not exercise identical tuples",
 			res[0][0].Local, res[0][0].Remote, res[1][0].Local, res[1][0].Remote)
 	}
-	if p := after.Paired - before.Paired; p < 4 {
-		t.Errorf("paired +%d, want >= 4", p)
-	}
-	if b := after.RedirectBytes - before.RedirectBytes; b != 4*size {
-		t.Errorf("redirected +%d bytes, want %d (both tenants, both directions)", b, 4*size)
-	}
+	wantSockmap(t, "both tenants, both directions", d, 4, 4*size)
 }
 
 // TestIPv6AndV4Mapped pairs an IPv6 flow, and an IPv4 client talking to a
 // server that listens on [::] (its socket sees a v4-mapped IPv6 peer).
 func TestIPv6AndV4Mapped(t *testing.T) {
-	cnitest.RequireRoot(t)
-	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.222.0.0/24", Subnet6: "fd00:5a:222::/64",
-		PinDir: cnitest.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
-	a, b := cnitest.NewContainer(t, "a"), cnitest.NewContainer(t, "b")
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.222.0.0/24", Subnet6: "fd00:5a:222::/64",
+		PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
+	a, b := testenv.NewContainer(t, "a"), testenv.NewContainer(t, "b")
 	n.MustAdd(t, a)
 	n.MustAdd(t, b)
 	if !b.IP6(n).IsValid() {
@@ -116,26 +109,21 @@ func TestIPv6AndV4Mapped(t *testing.T) {
 		{"v4-mapped", "[::]:6102", netip.AddrPortFrom(b.IP(n), 6102)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := cnitest.Counters(t, n.PinDir)
+			m := n.Meter(t)
 			const size = 4 << 20
 			listen := tc.listen
 			if listen == "" {
 				listen = tc.dial.String()
 			}
-			s, c, err := cnitest.Exchange(t, b, a,
-				cnitest.Xfer{Role: "server", Addr: listen, Bytes: size, Seed: 900},
-				cnitest.Xfer{Role: "client", Addr: tc.dial.String(), Bytes: size, Seed: 901})
+			s, _, err := testenv.Exchange(t, b, a,
+				testenv.Xfer{Role: "server", Addr: listen, Bytes: size, Seed: 900},
+				testenv.Xfer{Role: "client", Addr: tc.dial.String(), Bytes: size, Seed: 901})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkIntegrity(t, "client->server", c, s, size, 901)
-			checkIntegrity(t, "server->client", s, c, size, 900)
-			after := cnitest.Counters(t, n.PinDir)
-			t.Logf("%s: server %s <- %s; paired +%d, redirected +%d B", tc.name, s.Local, s.Remote,
-				after.Paired-before.Paired, after.RedirectBytes-before.RedirectBytes)
-			if after.Paired-before.Paired < 2 || after.RedirectBytes-before.RedirectBytes != 2*size {
-				t.Errorf("not paired: paired +%d, redirected +%d B", after.Paired-before.Paired, after.RedirectBytes-before.RedirectBytes)
-			}
+			d := m.Counters()
+			t.Logf("%s: server %s <- %s; paired +%d, redirected +%d B", tc.name, s.Local, s.Remote, d.Paired, d.RedirectBytes)
+			wantSockmap(t, tc.name, d, 2, 2*size)
 		})
 	}
 }

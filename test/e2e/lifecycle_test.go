@@ -19,10 +19,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
-	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func mapLen(t *testing.T, m *ebpf.Map) int {
@@ -41,7 +40,7 @@ func mapLen(t *testing.T, m *ebpf.Map) int {
 }
 
 // assertNodeEmpty checks that no attachment left anything behind.
-func assertNodeEmpty(t *testing.T, pinDir string, cs ...*cnitest.Container) {
+func assertNodeEmpty(t *testing.T, pinDir string, cs ...*testenv.Container) {
 	t.Helper()
 	o, err := node.Open(pinDir)
 	if err != nil {
@@ -75,19 +74,19 @@ func assertNodeEmpty(t *testing.T, pinDir string, cs ...*cnitest.Container) {
 // TestDelCleansUpAndReloads covers DEL (nothing left, idempotent) and a
 // reload after the pins were wiped.
 func TestDelCleansUpAndReloads(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	n, a, b := pair(t, map[string]any{"mode": "sockmap"}, "10.213.0.0/24")
 	veths := []string{a.HostVeth(n), b.HostVeth(n)}
-	if err := n.CheckSocksplice(t, a); err != nil {
+	if err := n.Socksplice(t, "CHECK", a, nil); err != nil {
 		t.Errorf("CHECK after ADD: %v", err)
 	}
-	for _, c := range []*cnitest.Container{a, b} {
+	for _, c := range []*testenv.Container{a, b} {
 		if ids, _ := cgroup.AttachedIDs(c.Cgroup); len(ids) != 1 {
 			t.Fatalf("cgroup %s: want 1 sock_ops program after ADD, have %v", c.Cgroup, ids)
 		}
 	}
 
-	for _, c := range []*cnitest.Container{a, b} {
+	for _, c := range []*testenv.Container{a, b} {
 		if err := n.Del(t, c); err != nil {
 			t.Fatalf("DEL %s: %v", c.ID, err)
 		}
@@ -98,10 +97,10 @@ func TestDelCleansUpAndReloads(t *testing.T) {
 			t.Errorf("host veth %s still exists after DEL", v)
 		}
 	}
-	if err := n.CheckSocksplice(t, a); err == nil {
+	if err := n.Socksplice(t, "CHECK", a, nil); err == nil {
 		t.Errorf("CHECK after DEL succeeded, want an error")
 	}
-	for _, c := range []*cnitest.Container{a, b} {
+	for _, c := range []*testenv.Container{a, b} {
 		if err := n.Del(t, c); err != nil {
 			t.Errorf("second DEL %s: %v", c.ID, err)
 		}
@@ -119,22 +118,17 @@ func TestDelCleansUpAndReloads(t *testing.T) {
 	}
 	n.MustAdd(t, a)
 	n.MustAdd(t, b)
-	before := cnitest.Counters(t, n.PinDir)
-	exchange(t, b, a, netip.AddrPortFrom(b.IP(n), 5003), 4<<20, 300, 0)
-	after := cnitest.Counters(t, n.PinDir)
-	if after.Paired-before.Paired < 2 || after.RedirectBytes-before.RedirectBytes != 8<<20 {
-		t.Errorf("after reload: paired +%d, redirected +%d B; want >= 2 and %d", after.Paired-before.Paired, after.RedirectBytes-before.RedirectBytes, 8<<20)
-	}
+	sockmapExchange(t, "after reload", n, b, a, 5003, 4<<20, 300)
 }
 
 // TestNodeLevelAttach: without cgroupPath and with no process in the netns
 // (podman's order) the plugin attaches at the cgroup v2 root, and the
 // enrollment map alone selects the containers.
 func TestNodeLevelAttach(t *testing.T) {
-	cnitest.RequireRoot(t)
-	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.214.0.0/24", PinDir: cnitest.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
-	a, b := cnitest.NewContainer(t, "a"), cnitest.NewContainer(t, "b")
-	for _, c := range []*cnitest.Container{a, b} {
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.214.0.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
+	a, b := testenv.NewContainer(t, "a"), testenv.NewContainer(t, "b")
+	for _, c := range []*testenv.Container{a, b} {
 		if _, err := n.AddNoCgroup(t, c); err != nil {
 			t.Fatal(err)
 		}
@@ -142,23 +136,18 @@ func TestNodeLevelAttach(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(n.PinDir, node.LinksDir, "node-sockops")); err != nil {
 		t.Fatalf("node-level link not pinned: %v", err)
 	}
-	before := cnitest.Counters(t, n.PinDir)
-	exchange(t, b, a, netip.AddrPortFrom(b.IP(n), 5004), 4<<20, 400, 0)
-	after := cnitest.Counters(t, n.PinDir)
-	if after.Paired-before.Paired < 2 || after.RedirectBytes-before.RedirectBytes != 8<<20 {
-		t.Errorf("node-level: paired +%d, redirected +%d B", after.Paired-before.Paired, after.RedirectBytes-before.RedirectBytes)
-	}
+	sockmapExchange(t, "node-level", n, b, a, 5004, 4<<20, 400)
 }
 
 // TestParallelAdds adds 20 containers, 8 at a time, to one network: all
 // succeed and share one set of pinned objects.
 func TestParallelAdds(t *testing.T) {
-	cnitest.RequireRoot(t)
-	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: "10.215.0.0/24", PinDir: cnitest.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.215.0.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
 	const total, par = 20, 8
-	cs := make([]*cnitest.Container, total)
+	cs := make([]*testenv.Container, total)
 	for i := range cs {
-		cs[i] = cnitest.NewContainer(t, fmt.Sprintf("p%d", i))
+		cs[i] = testenv.NewContainer(t, fmt.Sprintf("p%d", i))
 	}
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
@@ -207,26 +196,25 @@ func TestParallelAdds(t *testing.T) {
 		t.Errorf("pin dir holds %d maps and %d programs, want one set (7 and %d)", len(ents), len(progs), wantProgs)
 	}
 	// The first two containers still pair through the shared objects.
-	before, _ := counters.Read(o.Counters)
-	o.Close()
+	o.Close() // the node lock: the Meter opens the pins itself
+	m := n.Meter(t)
 	exchange(t, cs[1], cs[0], netip.AddrPortFrom(cs[1].IP(n), 5005), 1<<20, 500, 0)
-	after := cnitest.Counters(t, n.PinDir)
-	if after.Paired-before.Paired < 2 {
-		t.Errorf("paired +%d, want >= 2", after.Paired-before.Paired)
+	if d := m.Counters(); d.Paired < 2 {
+		t.Errorf("paired +%d, want >= 2", d.Paired)
 	}
 }
 
 // TestGCAndStatus: GC drops attachments the runtime no longer lists;
 // STATUS reports the engine usable.
 func TestGCAndStatus(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	n, a, b := pair(t, map[string]any{"mode": "sockmap"}, "10.216.0.0/24")
 	ctx := context.Background()
 	if err := n.CNI.GetStatusNetworkList(ctx, n.List); err != nil {
 		t.Errorf("STATUS: %v", err)
 	}
 	// The operator's view: "socksplice status PINDIR".
-	out, err := exec.Command(filepath.Join(cnitest.BinDir(t), "socksplice"), "status", n.PinDir).Output()
+	out, err := exec.Command(testenv.PluginBinary(t), "status", n.PinDir).Output()
 	if err != nil {
 		t.Fatalf("socksplice status: %v", err)
 	}
@@ -244,7 +232,7 @@ func TestGCAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GC: %v", err)
 	}
-	if err := n.CheckSocksplice(t, a); err != nil {
+	if err := n.Socksplice(t, "CHECK", a, nil); err != nil {
 		t.Errorf("CHECK of kept container after GC: %v", err)
 	}
 	o, err := node.Open(n.PinDir)

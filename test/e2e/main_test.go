@@ -4,15 +4,9 @@
 package e2e
 
 import (
-	"os"
 	"testing"
 
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
-func TestMain(m *testing.M) {
-	cnitest.HelperMain()
-	code := m.Run()
-	cnitest.RemoveBinDir()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.TestMain(m) }

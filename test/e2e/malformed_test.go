@@ -13,16 +13,16 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // TestMalformedConfigs feeds ADD bad configs: each gets a CNI error that
 // names the field, and nothing is created (no pin dir, no program on the
 // container's cgroup).
 func TestMalformedConfigs(t *testing.T) {
-	cnitest.RequireRoot(t)
-	pinDir := cnitest.PinDir(t) // never created by a rejected ADD
-	c := cnitest.NewContainer(t, "bad")
+	testenv.RequireRoot(t)
+	pinDir := testenv.PinDir(t) // never created by a rejected ADD
+	c := testenv.NewContainer(t, "bad")
 	prev := map[string]any{
 		"cniVersion": "1.1.0",
 		"interfaces": []any{map[string]any{"name": "eth0", "sandbox": c.Netns}},
@@ -80,7 +80,7 @@ func TestMalformedConfigs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := cnitest.Invoke(t, "ADD", c, tc.stdin)
+			err := testenv.Invoke(t, "ADD", c, tc.stdin)
 			var ce *types.Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("want a CNI error, got %v", err)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // rawBlocking returns c's descriptor switched to blocking mode, for exact
@@ -37,19 +39,19 @@ func rawBlocking(t *testing.T, c *net.TCPConn) int {
 func TestSpliceConfigHonoured(t *testing.T) {
 	e := newSpliceEnv(t, "10.226.0.0/24", map[string]any{"mode": "splice", "ringKiB": 8, "busyPollUs": 1000})
 	ln := e.listen(t, 7300)
-	base := moduleStats(t)
+	base := testenv.ModuleStats(t)
 	cli, err := e.dial(ln.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
 	srv, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	if m := moduleStats(t); m["paired"]-base["paired"] != 1 {
+	if m := testenv.ModuleStats(t); m["paired"]-base["paired"] != 1 {
 		t.Fatalf("connection not spliced (module paired +%d)", m["paired"]-base["paired"])
 	}
 	cfd, sfd := rawBlocking(t, cli), rawBlocking(t, srv.(*net.TCPConn))
@@ -100,7 +102,7 @@ func TestSpliceConfigHonoured(t *testing.T) {
 	}()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	b0 := moduleStats(t)
+	b0 := testenv.ModuleStats(t)
 	req := make([]byte, 64)
 	for i := 0; i < 200; i++ {
 		if _, err := unix.Write(cfd, req); err != nil {
@@ -117,7 +119,7 @@ func TestSpliceConfigHonoured(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	m := moduleStats(t)
+	m := testenv.ModuleStats(t)
 	polls, hits := m["busy_polls"]-b0["busy_polls"], m["busy_poll_hits"]-b0["busy_poll_hits"]
 	t.Logf("busyPollUs 1000: 200 blocking round trips: %d busy-poll spins, %d ended with data", polls, hits)
 	if polls == 0 || hits == 0 {

@@ -19,21 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-
-	sbpf "github.com/socksplice/socksplice/bpf"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
-
-// moduleStats: cnitest.ModuleStats or the test fails.
-func moduleStats(t *testing.T) map[string]int64 {
-	t.Helper()
-	m, err := cnitest.ModuleStats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 // backToBaseline waits until every spliced socket has let go: no live
 // sockets, pairs or ring memory, and the module's reference count is what
@@ -42,7 +29,7 @@ func backToBaseline(t *testing.T, base map[string]int64) {
 	t.Helper()
 	var m map[string]int64
 	for i := 0; i < 100; i++ {
-		m = moduleStats(t)
+		m = testenv.ModuleStats(t)
 		if m["live_socks"] == 0 && m["live_pairs"] == 0 && m["live_ring_bytes"] == 0 && m["refcnt"] == base["refcnt"] {
 			t.Logf("back to baseline: live sockets 0, pairs 0, ring bytes 0, refcnt %d", m["refcnt"])
 			return
@@ -56,7 +43,7 @@ func backToBaseline(t *testing.T, base map[string]int64) {
 // stressEnv is a splice network attached at node level, so that this
 // process's own sockets in the two containers are spliced.
 type stressEnv struct {
-	srv, cli *cnitest.Container
+	srv, cli *testenv.Container
 	addr     netip.Addr
 }
 
@@ -65,14 +52,12 @@ func newStressEnv(t *testing.T, subnet string) *stressEnv {
 }
 
 func newSpliceEnv(t *testing.T, subnet string, plugin map[string]any) *stressEnv {
-	if _, err := os.Stat("/sys/kernel/btf/" + sbpf.SpliceModule); err != nil {
-		t.Skipf("SKIP: the %s kernel module is not loaded (%v)", sbpf.SpliceModule, err)
-	}
-	cnitest.RequireRoot(t)
-	n := cnitest.NewNetwork(t, cnitest.NetOpts{Subnet: subnet, PinDir: cnitest.PinDir(t),
+	testenv.RequireRoot(t)
+	testenv.RequireSpliceModule(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: subnet, PinDir: testenv.PinDir(t),
 		Plugin: plugin, NoCgroups: true})
-	e := &stressEnv{srv: cnitest.NewContainer(t, "ssrv"), cli: cnitest.NewContainer(t, "scli")}
-	for _, c := range []*cnitest.Container{e.srv, e.cli} {
+	e := &stressEnv{srv: testenv.NewContainer(t, "ssrv"), cli: testenv.NewContainer(t, "scli")}
+	for _, c := range []*testenv.Container{e.srv, e.cli} {
 		if _, err := n.AddNoCgroup(t, c); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
@@ -81,46 +66,48 @@ func newSpliceEnv(t *testing.T, subnet string, plugin map[string]any) *stressEnv
 	return e
 }
 
-func (e *stressEnv) listen(t *testing.T, port uint16) net.Listener {
-	var ln net.Listener
-	err := ns.WithNetNSPath(e.srv.Netns, func(ns.NetNS) (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(e.addr, port).String())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+func (e *stressEnv) listen(t *testing.T, port uint16) *net.TCPListener {
+	return e.srv.Listen(t, netip.AddrPortFrom(e.addr, port))
 }
 
 func (e *stressEnv) dial(addr net.Addr) (*net.TCPConn, error) {
-	var c net.Conn
-	err := ns.WithNetNSPath(e.cli.Netns, func(ns.NetNS) (err error) {
-		c, err = net.DialTimeout("tcp4", addr.String(), 10*time.Second)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	return e.cli.Dial(addr, 10*time.Second)
+}
+
+// collect waits for the workers, fails the test with each error they
+// sent, stops the server and returns the module's stats.
+func collect(t *testing.T, wg *sync.WaitGroup, errs chan error, ln net.Listener) map[string]int64 {
+	t.Helper()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
-	return c.(*net.TCPConn), nil
+	ln.Close()
+	return testenv.ModuleStats(t)
 }
 
 // echo serves every connection by copying it back to itself: Go's
 // ReadFrom between TCP connections uses splice(2) both ways, which goes
 // through the module's splice_read and its sendmsg.
-func echo(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			c.(*net.TCPConn).ReadFrom(c)
-			c.(*net.TCPConn).CloseWrite()
-		}()
+func echo(ln *net.TCPListener) {
+	testenv.Serve(ln, func(c *net.TCPConn) {
+		c.ReadFrom(c)
+		c.CloseWrite()
+	})
+}
+
+// echoRandom fills payload from rng, sends it through the echo server at
+// ln on a new connection and checks that exactly it comes back.
+func (e *stressEnv) echoRandom(ln net.Listener, rng *rand.Rand, payload []byte) error {
+	for j := range payload {
+		payload[j] = byte(rng.Uint32())
 	}
+	c, err := e.dial(ln.Addr())
+	if err != nil {
+		return err
+	}
+	return roundTrip(c, payload)
 }
 
 // roundTrip sends payload and checks that exactly it comes back.
@@ -154,7 +141,7 @@ func roundTrip(c *net.TCPConn, payload []byte) error {
 // all of them were spliced, and that nothing of the module stays behind.
 func TestSpliceChurn(t *testing.T) {
 	e := newStressEnv(t, "10.224.0.0/24")
-	base := moduleStats(t)
+	base := testenv.ModuleStats(t)
 	ln := e.listen(t, 7100)
 	go echo(ln)
 
@@ -169,31 +156,18 @@ func TestSpliceChurn(t *testing.T) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
 			for i := 0; i < perWorker; i++ {
-				payload := make([]byte, 1+rng.IntN(48<<10))
-				for j := range payload {
-					payload[j] = byte(rng.Uint32())
-				}
-				c, err := e.dial(ln.Addr())
-				if err == nil {
-					err = roundTrip(c, payload)
-				}
-				if err != nil {
+				msg := make([]byte, 1+rng.IntN(48<<10))
+				if err := e.echoRandom(ln, rng, msg); err != nil {
 					if failed.Add(1) <= 5 {
 						errs <- fmt.Errorf("worker %d connection %d: %w", w, i, err)
 					}
 					return
 				}
-				bytesOK.Add(int64(2 * len(payload)))
+				bytesOK.Add(int64(2 * len(msg)))
 			}
 		}(w)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	ln.Close()
-	m := moduleStats(t)
+	m := collect(t, &wg, errs, ln)
 	paired := m["paired"] - base["paired"]
 	t.Logf("churn: %d connections, %d bytes echoed intact; module: paired +%d, refused +%d, ring bytes +%d, ring-full waits +%d",
 		workers*perWorker, bytesOK.Load(), paired, m["refused"]-base["refused"], m["ring_bytes"]-base["ring_bytes"], m["ring_full_waits"]-base["ring_full_waits"])
@@ -216,7 +190,7 @@ func TestSpliceSoak(t *testing.T) {
 		dur = d
 	}
 	e := newStressEnv(t, "10.225.0.0/24")
-	base := moduleStats(t)
+	base := testenv.ModuleStats(t)
 	ln := e.listen(t, 7200)
 	go echo(ln)
 	end := time.Now().Add(dur)
@@ -273,14 +247,7 @@ func TestSpliceSoak(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(w), 9))
 			payload := make([]byte, 4<<20)
 			for time.Now().Before(end) {
-				for j := range payload {
-					payload[j] = byte(rng.Uint32())
-				}
-				c, err := e.dial(ln.Addr())
-				if err == nil {
-					err = roundTrip(c, payload)
-				}
-				if err != nil {
+				if err := e.echoRandom(ln, rng, payload); err != nil {
 					report(fmt.Errorf("stream %d: %w", w, err))
 					return
 				}
@@ -288,13 +255,7 @@ func TestSpliceSoak(t *testing.T) {
 			}
 		}(w)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	ln.Close()
-	m := moduleStats(t)
+	m := collect(t, &wg, errs, ln)
 	t.Logf("soak %v: %d RR transactions and %d stream bytes checked; module: paired +%d, refused +%d, ring bytes +%d",
 		dur, rrTxns.Load(), streamBytes.Load(), m["paired"]-base["paired"], m["refused"]-base["refused"], m["ring_bytes"]-base["ring_bytes"])
 	if rrTxns.Load() == 0 || streamBytes.Load() == 0 || m["paired"] == base["paired"] {

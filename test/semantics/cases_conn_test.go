@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socksplice/socksplice/pkg/selftest"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // Cases about connections as a whole: liveness, churn, mixed enrollment,
@@ -46,25 +47,13 @@ func keepalive(e *Env) (string, error) {
 func churn(e *Env) (string, error) {
 	const workers, per = 64, 300
 	ln := e.Listen()
-	var served atomic.Int64
-	go func() {
-		for {
-			s, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer s.Close()
-				s.SetDeadline(time.Now().Add(10 * time.Second))
-				tok := make([]byte, 8)
-				if _, err := io.ReadFull(s, tok); err != nil {
-					return
-				}
-				s.Write(tok)
-				served.Add(1)
-			}()
+	go testenv.Serve(ln, func(s *net.TCPConn) {
+		s.SetDeadline(time.Now().Add(10 * time.Second))
+		tok := make([]byte, 8)
+		if _, err := io.ReadFull(s, tok); err == nil {
+			s.Write(tok)
 		}
-	}()
+	})
 	var wrong, early, failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
@@ -126,7 +115,7 @@ func unenrolledPeer(e *Env) (string, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	c.SetDeadline(deadline)
 	s.SetDeadline(deadline)
-	data := pattern(70, 1<<20)
+	data := testenv.Payload(70, 1<<20)
 	go func() { c.Write(data); c.CloseWrite() }()
 	var got bytes.Buffer
 	if _, err := got.ReadFrom(s); err != nil || !bytes.Equal(got.Bytes(), data) {
@@ -189,11 +178,7 @@ func slowReader(e *Env) (string, error) {
 			// The splice ring is the module's memory, not the socket's:
 			// SO_MEMINFO does not see it. Count every live ring page (this
 			// flow's and any other still open, which only overstates).
-			m, err := cnitest.ModuleStats()
-			if err != nil {
-				return "", err
-			}
-			held += m["live_ring_bytes"]
+			held += testenv.ModuleStats(e.t)["live_ring_bytes"]
 		}
 		if held > peak {
 			peak = held

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socksplice/socksplice/pkg/selftest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // Cases for the other ways data enters and leaves a socket.
@@ -31,11 +32,7 @@ func backpressure(e *Env) (string, error) {
 	if err := unix.SetNonblock(c, true); err != nil {
 		return "", err
 	}
-	ep, err := epollOn(c, unix.EPOLLOUT)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(ep)
+	ep := e.epollOn(c, unix.EPOLLOUT)
 	bound := selftest.FlowMemoryBound()
 	buf := make([]byte, 64<<10)
 	total, eagainAt, full := 0, -1, false
@@ -68,7 +65,7 @@ func backpressure(e *Env) (string, error) {
 // between TCP connections does.
 func spliceRead(e *Env) (string, error) {
 	c, s := e.Conns()
-	data := pattern(60, 1<<20)
+	data := testenv.Payload(60, 1<<20)
 	go func() {
 		c.Write(data)
 		c.CloseWrite()
@@ -85,7 +82,7 @@ func spliceRead(e *Env) (string, error) {
 // spliceWrite: vmsplice(2) into a pipe, splice(2) from it into the socket.
 func spliceWrite(e *Env) (string, error) {
 	c, s := e.Pair()
-	data := pattern(61, 1<<20)
+	data := testenv.Payload(61, 1<<20)
 	errc := make(chan error, 1)
 	go func() {
 		var p [2]int
@@ -129,7 +126,7 @@ func spliceWrite(e *Env) (string, error) {
 // sendfile: sendfile(2) from a file into the socket.
 func sendfile(e *Env) (string, error) {
 	c, s := e.Pair()
-	data := pattern(62, 1<<20)
+	data := testenv.Payload(62, 1<<20)
 	f, err := os.CreateTemp(e.t.TempDir(), "sendfile")
 	if err != nil {
 		return "", err
@@ -168,7 +165,7 @@ func ioCopyProxy(e *Env) (string, error) {
 	for _, c := range []*net.TCPConn{c1, s1, c2, s2} {
 		c.SetDeadline(deadline)
 	}
-	data := pattern(63, 4<<20)
+	data := testenv.Payload(63, 4<<20)
 	var wg sync.WaitGroup
 	var copied int64
 	var cerr error
@@ -199,7 +196,7 @@ func zerocopy(e *Env) (string, error) {
 		return "", fmt.Errorf("SO_ZEROCOPY: %s", errName(err))
 	}
 	const sends, size = 4, 64 << 10
-	data := pattern(64, sends*size)
+	data := testenv.Payload(64, sends*size)
 	errc := make(chan error, 1)
 	go func() {
 		for i := 0; i < sends; i++ {
@@ -259,7 +256,7 @@ func oob(e *Env) (string, error) {
 // corkNodelay: TCP_CORK and TCP_NODELAY do not change the byte stream.
 func corkNodelay(e *Env) (string, error) {
 	c, s := e.Pair()
-	data := pattern(65, 200<<10)
+	data := testenv.Payload(65, 200<<10)
 	errc := make(chan error, 1)
 	go func() {
 		write := func(from, to, step int) error {

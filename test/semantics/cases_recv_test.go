@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socksplice/socksplice/pkg/selftest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // Receive-side API cases: what recv, ioctls, poll and epoll report.
@@ -18,11 +19,9 @@ import (
 // peek: MSG_PEEK then read return the same bytes.
 func peek(e *Env) (string, error) {
 	c, s := e.Pair()
-	if err := writeAll(c, []byte("hello, world")); err != nil {
+	if err := sendSettled(c, s, []byte("hello, world")); err != nil {
 		return "", err
 	}
-	pollFor(s, unix.POLLIN, 2*time.Second)
-	time.Sleep(20 * time.Millisecond)
 	buf := make([]byte, 64)
 	n, _, err := recvFrom(s, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	peeked := string(buf[:max(n, 0)])
@@ -41,11 +40,9 @@ func peek(e *Env) (string, error) {
 // (with MSG_PEEK it only counts them), and the stream goes on after them.
 func msgTrunc(e *Env) (string, error) {
 	c, s := e.Pair()
-	if err := writeAll(c, []byte("0123456789")); err != nil {
+	if err := sendSettled(c, s, []byte("0123456789")); err != nil {
 		return "", err
 	}
-	pollFor(s, unix.POLLIN, 2*time.Second)
-	time.Sleep(20 * time.Millisecond)
 	var out []string
 	for _, f := range []int{unix.MSG_PEEK | unix.MSG_TRUNC, unix.MSG_TRUNC} {
 		buf := []byte("....")
@@ -63,7 +60,7 @@ func waitAll(e *Env) (string, error) {
 	c, s := e.Pair()
 	const size = 64 << 10
 	go func() {
-		data := pattern(30, size)
+		data := testenv.Payload(30, size)
 		for i := 0; i < 16; i++ {
 			writeAll(c, data[i*4096:(i+1)*4096])
 			time.Sleep(2 * time.Millisecond)
@@ -78,7 +75,7 @@ func waitAll(e *Env) (string, error) {
 // drains to 0 once they are read.
 func inq(e *Env) (string, error) {
 	c, s := e.Pair()
-	if err := writeAll(c, pattern(40, 1000)); err != nil {
+	if err := writeAll(c, testenv.Payload(40, 1000)); err != nil {
 		return "", err
 	}
 	pollFor(s, unix.POLLIN, 2*time.Second)
@@ -94,25 +91,28 @@ func inq(e *Env) (string, error) {
 func rcvLowat(e *Env) (string, error) {
 	c, s := e.Pair()
 	unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1000)
-	writeAll(c, pattern(50, 500))
+	writeAll(c, testenv.Payload(50, 500))
 	early := pollFor(s, unix.POLLIN, 300*time.Millisecond)&unix.POLLIN != 0
-	writeAll(c, pattern(51, 600))
+	writeAll(c, testenv.Payload(51, 600))
 	late := pollFor(s, unix.POLLIN, 2*time.Second)&unix.POLLIN != 0
 	time.Sleep(20 * time.Millisecond)
 	n, err := rd(s, make([]byte, 4096))
 	return fmt.Sprintf("readable after 500 B: %v; after 1100 B: %v; read %d (%s)", early, late, n, errName(err)), nil
 }
 
-func epollOn(fd int, events uint32) (int, error) {
+// epollOn returns an epoll instance watching fd for events, closed at
+// cleanup.
+func (e *Env) epollOn(fd int, events uint32) int {
+	e.t.Helper()
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return -1, err
+		e.t.Fatal(err)
 	}
+	e.t.Cleanup(func() { unix.Close(ep) })
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
-		unix.Close(ep)
-		return -1, err
+		e.t.Fatal(err)
 	}
-	return ep, nil
+	return ep
 }
 
 func epollWait(ep int, d time.Duration) uint32 {
@@ -146,11 +146,7 @@ func evNames(ev uint32) string {
 // epollLevel: level-triggered EPOLLIN repeats while data is unread.
 func epollLevel(e *Env) (string, error) {
 	c, s := e.Pair()
-	ep, err := epollOn(s, unix.EPOLLIN)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(ep)
+	ep := e.epollOn(s, unix.EPOLLIN)
 	before := epollWait(ep, 100*time.Millisecond)
 	writeAll(c, []byte("0123456789"))
 	first := epollWait(ep, 2*time.Second)
@@ -164,11 +160,7 @@ func epollLevel(e *Env) (string, error) {
 // epollEdge: edge-triggered EPOLLIN fires once per arrival.
 func epollEdge(e *Env) (string, error) {
 	c, s := e.Pair()
-	ep, err := epollOn(s, unix.EPOLLIN|unix.EPOLLET)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(ep)
+	ep := e.epollOn(s, unix.EPOLLIN|unix.EPOLLET)
 	writeAll(c, []byte("a"))
 	first := epollWait(ep, 2*time.Second)
 	again := epollWait(ep, 100*time.Millisecond)
@@ -180,11 +172,7 @@ func epollEdge(e *Env) (string, error) {
 // epollRdhup: the peer's shutdown(SHUT_WR) raises EPOLLRDHUP.
 func epollRdhup(e *Env) (string, error) {
 	c, s := e.Pair()
-	ep, err := epollOn(s, unix.EPOLLIN|unix.EPOLLRDHUP)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(ep)
+	ep := e.epollOn(s, unix.EPOLLIN|unix.EPOLLRDHUP)
 	unix.Shutdown(c, unix.SHUT_WR)
 	return "after peer SHUT_WR: " + evNames(epollWait(ep, 2*time.Second)), nil
 }

@@ -6,12 +6,15 @@ package semantics
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // Stream cases: the byte stream itself, its ends, and teardown.
@@ -23,7 +26,7 @@ func integrity(size int) func(e *Env) (string, error) {
 		deadline := time.Now().Add(60 * time.Second)
 		c.SetDeadline(deadline)
 		s.SetDeadline(deadline)
-		up, down := pattern(1, size), pattern(2, size)
+		up, down := testenv.Payload(1, size), testenv.Payload(2, size)
 		var wg sync.WaitGroup
 		var gotUp, gotDown []byte
 		var e1, e2, e3, e4 error
@@ -78,7 +81,7 @@ func bothWriteFirst(e *Env) (string, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, werr[i] = conn.Write(pattern(uint64(10+i), size))
+			_, werr[i] = conn.Write(testenv.Payload(uint64(10+i), size))
 		}()
 	}
 	done := make(chan struct{})
@@ -91,10 +94,10 @@ func bothWriteFirst(e *Env) (string, error) {
 	}
 	for i, conn := range []*net.TCPConn{s, c} {
 		got := make([]byte, size)
-		if _, err := readFullConn(conn, got); err != nil {
+		if _, err := io.ReadFull(conn, got); err != nil {
 			return "", fmt.Errorf("read: %w", err)
 		}
-		if !bytes.Equal(got, pattern(uint64(10+i), size)) {
+		if !bytes.Equal(got, testenv.Payload(uint64(10+i), size)) {
 			return "", fmt.Errorf("data differs")
 		}
 	}
@@ -107,22 +110,10 @@ func bothWriteFirst(e *Env) (string, error) {
 	return "no deadlock; intact", nil
 }
 
-func readFullConn(c *net.TCPConn, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := c.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 // writeThenClose: the last bytes arrive, then EOF.
 func writeThenClose(e *Env) (string, error) {
 	c, s := e.Pair()
-	data := pattern(20, 300<<10)
+	data := testenv.Payload(20, 300<<10)
 	if err := writeAll(c, data); err != nil {
 		return "", err
 	}

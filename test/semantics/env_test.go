@@ -4,8 +4,6 @@
 package semantics
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,12 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
 
-	"github.com/socksplice/socksplice/pkg/counters"
-	"github.com/socksplice/socksplice/pkg/node"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // Path is a data path under test: how the CNI chain configures socksplice
@@ -45,9 +40,9 @@ type Env struct {
 	Topo    string
 	Path    Path
 	pinDir  string
-	net     *cnitest.Network
-	cli     *cnitest.Container // client side
-	srv     *cnitest.Container // server side (same as cli for Loopback)
+	net     *testenv.Network
+	cli     *testenv.Container // client side
+	srv     *testenv.Container // server side (same as cli for Loopback)
 	srvAddr netip.Addr
 	port    uint16
 }
@@ -62,17 +57,17 @@ func newEnv(t *testing.T, pinDir string, p Path, topo string) *Env {
 		plugin[k] = v
 	}
 	e := &Env{t: t, Topo: topo, Path: p, pinDir: pinDir, port: 20000}
-	e.net = cnitest.NewNetwork(t, cnitest.NetOpts{
+	e.net = testenv.NewNetwork(t, testenv.NetOpts{
 		Subnet: fmt.Sprintf("10.230.%d.0/24", subnetSeq%250),
 		PinDir: pinDir, Plugin: plugin, NoCgroups: true,
 	})
-	e.cli = cnitest.NewContainer(t, "cli")
+	e.cli = testenv.NewContainer(t, "cli")
 	if _, err := e.net.AddNoCgroup(t, e.cli); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
 	e.srv, e.srvAddr = e.cli, netip.MustParseAddr("127.0.0.1")
 	if topo == Veth {
-		e.srv = cnitest.NewContainer(t, "srv")
+		e.srv = testenv.NewContainer(t, "srv")
 		if _, err := e.net.AddNoCgroup(t, e.srv); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
@@ -81,44 +76,16 @@ func newEnv(t *testing.T, pinDir string, p Path, topo string) *Env {
 	return e
 }
 
-// InServer runs f with this thread in the server's netns: sockets created
-// there belong to it.
-func (e *Env) InServer(f func() error) error {
-	return ns.WithNetNSPath(e.srv.Netns, func(ns.NetNS) error { return f() })
-}
-
-// InClient is InServer for the client's netns.
-func (e *Env) InClient(f func() error) error {
-	return ns.WithNetNSPath(e.cli.Netns, func(ns.NetNS) error { return f() })
-}
-
 // Listen opens a listener in the server's netns on a new port.
 func (e *Env) Listen() *net.TCPListener {
 	e.t.Helper()
 	e.port++
-	var ln net.Listener
-	err := e.InServer(func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(e.srvAddr, e.port).String())
-		return err
-	})
-	if err != nil {
-		e.t.Fatalf("listen: %v", err)
-	}
-	e.t.Cleanup(func() { ln.Close() })
-	return ln.(*net.TCPListener)
+	return e.srv.Listen(e.t, netip.AddrPortFrom(e.srvAddr, e.port))
 }
 
 // Dial connects from the client's netns.
 func (e *Env) Dial(addr net.Addr) (*net.TCPConn, error) {
-	var c net.Conn
-	err := e.InClient(func() (err error) {
-		c, err = net.DialTimeout("tcp4", addr.String(), 5*time.Second)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
+	return e.cli.Dial(addr, 5*time.Second)
 }
 
 // Conns returns a connected, established pair of Go connections (client,
@@ -152,18 +119,7 @@ func (e *Env) Conns() (cli, srv *net.TCPConn) {
 // loaded: plain TCP may run first).
 func (e *Env) paired() uint64 {
 	e.t.Helper()
-	o, err := node.Open(e.pinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
-		return 0
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer o.Close()
-	c, err := counters.Read(o.Counters)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	c := testenv.ReadCounters(e.t, e.pinDir)
 	return c.Paired + c.SplicePaired
 }
 
@@ -211,9 +167,5 @@ func (e *Env) SetLink(up bool) error {
 // UnenrollClient runs DEL of the socksplice plugin alone for the client:
 // its netns keeps its veth and address but is no longer enrolled.
 func (e *Env) UnenrollClient() error {
-	b, err := json.Marshal(e.net.PluginConf(e.t, e.cli))
-	if err != nil {
-		return err
-	}
-	return cnitest.Invoke(e.t, "DEL", e.cli, b)
+	return e.net.Socksplice(e.t, "DEL", e.cli, nil)
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
-	"github.com/socksplice/socksplice/test/cnitest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // Case is one behaviour. Run returns what the application observed, in
@@ -114,20 +114,16 @@ func knownGaps(t *testing.T) map[string]map[string]string {
 	return g
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	cnitest.RemoveBinDir()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.TestMain(m) }
 
 // TestSemantics runs the matrix. A case that is not the same as plain TCP
 // fails the run unless known_gaps.json lists it for that engine; a listed
 // gap that no longer shows fails it too, so the table stays true.
 func TestSemantics(t *testing.T) {
-	cnitest.RequireRoot(t)
+	testenv.RequireRoot(t)
 	gaps := knownGaps(t)
 	kmsg := openKmsg(t)
-	pin := cnitest.PinDir(t)
+	pin := testenv.PinDir(t)
 	run := slices.Clone(paths)
 	if !node.HaveSpliceKfuncs() {
 		// Only the test kernel can load the module: make vm-test runs it.
@@ -209,7 +205,7 @@ func checkAutoRule(t *testing.T, pin string, cells []Cell) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	f, exe := engine.Probe(), filepath.Join(cnitest.BinDir(t), "socksplice")
+	f, exe := engine.Probe(), testenv.PluginBinary(t)
 	d, err := engine.Decide(engine.Auto, f, o, exe)
 	if err != nil {
 		t.Fatal(err)

@@ -9,20 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// pattern returns n seeded random bytes.
-func pattern(seed uint64, n int) []byte {
-	b := make([]byte, n)
-	var s [32]byte
-	s[0], s[1] = byte(seed), byte(seed>>8)
-	rand.NewChaCha8(s).Read(b)
-	return b
-}
 
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
@@ -54,6 +44,17 @@ func writeAll(fd int, b []byte) error {
 		}
 		b = b[n:]
 	}
+	return nil
+}
+
+// sendSettled writes b to c and gives it time to reach s: until s polls
+// readable (at most 2 s), and 20 ms more.
+func sendSettled(c, s int, b []byte) error {
+	if err := writeAll(c, b); err != nil {
+		return err
+	}
+	pollFor(s, unix.POLLIN, 2*time.Second)
+	time.Sleep(20 * time.Millisecond)
 	return nil
 }
 
@@ -92,7 +93,7 @@ func readFull(fd int, n int) ([]byte, error) {
 	return out, nil
 }
 
-// readable polls fd for events within d and returns the revents.
+// pollFor polls fd for events within d and returns the revents.
 func pollFor(fd int, events int16, d time.Duration) int16 {
 	p := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	n, err := pollSys(p, int(d/time.Millisecond))

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package testenv
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+)
+
+// Container is a network namespace (lo up) plus its own cgroup v2
+// directory, as a runtime makes them before it calls CNI.
+type Container struct {
+	ID        string
+	NetnsName string
+	Netns     string // path
+	Cgroup    string // absolute cgroup directory
+	CgroupRel string // relative to the cgroup v2 root, as runtimes pass it
+	mu        sync.Mutex
+	results   map[string]*current.Result // by network name
+	procs     []*Proc
+}
+
+var (
+	cgBaseOnce        sync.Once
+	cgBase, cgBaseRel string
+	cgRoot            string
+	cgRootErr         error
+)
+
+// NewContainer creates a netns and a cgroup directory; both go at
+// cleanup, after every process started in them was killed.
+func NewContainer(t T, name string) *Container {
+	t.Helper()
+	cgBaseOnce.Do(func() {
+		cgRoot, cgRootErr = cgroupRoot()
+		cgBaseRel = fmt.Sprintf("/socksplice-test-%d", os.Getpid())
+		cgBase = filepath.Join(cgRoot, cgBaseRel)
+	})
+	if cgRootErr != nil {
+		t.Fatal(cgRootErr)
+	}
+	sfx := suffix()
+	c := &Container{
+		ID:        name + "-" + sfx,
+		NetnsName: "ss" + name + "-" + sfx,
+		results:   map[string]*current.Result{},
+	}
+	c.Netns = "/var/run/netns/" + c.NetnsName
+	c.CgroupRel = filepath.Join(cgBaseRel, c.ID)
+	c.Cgroup = filepath.Join(cgRoot, c.CgroupRel)
+	if out, err := exec.Command("ip", "netns", "add", c.NetnsName).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		c.killAll()
+		exec.Command("ip", "netns", "del", c.NetnsName).Run()
+	})
+	if out, err := exec.Command("ip", "-n", c.NetnsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v %s", err, out)
+	}
+	if err := os.MkdirAll(c.Cgroup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.killAll()
+		removeCgroup(c.Cgroup)
+		os.Remove(cgBase) // succeeds once the last container is gone
+	})
+	return c
+}
+
+func removeCgroup(dir string) {
+	for i := 0; i < 50; i++ {
+		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // exiting processes leave the cgroup asynchronously
+	}
+}
+
+func (c *Container) killAll() {
+	c.mu.Lock()
+	procs := c.procs
+	c.procs = nil
+	c.mu.Unlock()
+	for _, p := range procs {
+		p.Kill()
+	}
+}
+
+func (c *Container) result(n *Network) *current.Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.results[n.Name]
+}
+
+// IP returns c's first IPv4 address in network n.
+func (c *Container) IP(n *Network) netip.Addr {
+	return c.addr(n, netip.Addr.Is4)
+}
+
+// IP6 returns c's first IPv6 address in network n.
+func (c *Container) IP6(n *Network) netip.Addr {
+	return c.addr(n, netip.Addr.Is6)
+}
+
+func (c *Container) addr(n *Network, want func(netip.Addr) bool) netip.Addr {
+	if r := c.result(n); r != nil {
+		for _, ip := range r.IPs {
+			if a, ok := netip.AddrFromSlice(ip.Address.IP); ok && want(a.Unmap()) {
+				return a.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// HostVeth returns the host-side veth of c in network n.
+func (c *Container) HostVeth(n *Network) string {
+	if r := c.result(n); r != nil {
+		for _, i := range r.Interfaces {
+			if i.Sandbox == "" && i.Name != n.Bridge {
+				return i.Name
+			}
+		}
+	}
+	return ""
+}
+
+// VethBytes returns rx+tx bytes of a host interface.
+func VethBytes(t T, ifname string) uint64 {
+	t.Helper()
+	var sum uint64
+	for _, f := range []string{"rx_bytes", "tx_bytes"} {
+		b, err := os.ReadFile(filepath.Join("/sys/class/net", ifname, "statistics", f))
+		if err != nil {
+			t.Fatalf("veth counters: %v", err)
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// LoBytes returns the bytes lo received in c's netns.
+func (c *Container) LoBytes(t T) uint64 {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", c.NetnsName, "-s", "-j", "link", "show", "lo").Output()
+	if err != nil {
+		t.Fatalf("lo counters: %v", err)
+	}
+	var links []struct {
+		Stats struct {
+			Rx struct {
+				Bytes uint64 `json:"bytes"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("lo counters: %v %s", err, out)
+	}
+	return links[0].Stats.Rx.Bytes
+}
+
+// Listen opens a TCP listener in c's netns (this thread enters it for the
+// call, so the socket is c's), closed at cleanup.
+func (c *Container) Listen(t T, addr netip.AddrPort) *net.TCPListener {
+	t.Helper()
+	var ln net.Listener
+	err := ns.WithNetNSPath(c.Netns, func(ns.NetNS) (err error) {
+		ln, err = net.Listen(tcpFamily(addr.Addr()), addr.String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen in %s: %v", c.ID, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+// Dial connects from c's netns.
+func (c *Container) Dial(addr net.Addr, timeout time.Duration) (*net.TCPConn, error) {
+	var conn net.Conn
+	err := ns.WithNetNSPath(c.Netns, func(ns.NetNS) (err error) {
+		conn, err = net.DialTimeout("tcp", addr.String(), timeout)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return conn.(*net.TCPConn), nil
+}
+
+func tcpFamily(a netip.Addr) string {
+	if a.Is4() {
+		return "tcp4"
+	}
+	return "tcp6"
+}
+
+// Serve accepts on ln until it is closed and hands each connection to
+// handle in a goroutine of its own, closing it afterwards.
+func Serve(ln *net.TCPListener, handle func(*net.TCPConn)) {
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	current "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// NetOpts shapes a test network.
+type NetOpts struct {
+	Name      string         // network name; random if empty
+	Subnet    string         // e.g. 10.123.0.0/24
+	Subnet6   string         // optional second range, e.g. fd00:123::/64
+	PinDir    string         // the socksplice plugin's pinDir
+	Plugin    map[string]any // socksplice plugin fields (mode, ports, ...)
+	NoCgroups bool           // do not declare the cgroupPath capability
+}
+
+// Network is one conflist [bridge + host-local + socksplice].
+type Network struct {
+	Name     string
+	Bridge   string
+	PinDir   string
+	List     *libcni.NetworkConfigList
+	CNI      *libcni.CNIConfig
+	cacheDir string
+}
+
+// NewNetwork writes the conflist for a new network with its own bridge.
+func NewNetwork(t T, o NetOpts) *Network {
+	t.Helper()
+	sfx := suffix()
+	name := o.Name
+	if name == "" {
+		name = "sstest-" + sfx
+	}
+	ranges := [][]map[string]string{{{"subnet": o.Subnet}}}
+	if o.Subnet6 != "" {
+		ranges = append(ranges, []map[string]string{{"subnet": o.Subnet6}})
+	}
+	plugin := map[string]any{"type": "socksplice", "pinDir": o.PinDir}
+	if !o.NoCgroups {
+		plugin["capabilities"] = map[string]bool{"cgroupPath": true}
+	}
+	for k, v := range o.Plugin {
+		plugin[k] = v
+	}
+	b, err := json.Marshal(map[string]any{
+		"cniVersion": "1.1.0",
+		"name":       name,
+		"plugins": []any{
+			map[string]any{
+				"type": "bridge", "bridge": "ssbr" + sfx, "isGateway": false, "ipMasq": false,
+				"ipam": map[string]any{"type": "host-local", "ranges": ranges},
+			},
+			plugin,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NetworkFromConfList(t, b)
+}
+
+// NetworkFromConfList uses a conflist [bridge + host-local + socksplice]
+// as given, except that host-local keeps its leases in a temporary
+// directory. The bridge is deleted at cleanup.
+func NetworkFromConfList(t T, conflist []byte) *Network {
+	t.Helper()
+	var list map[string]any
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		t.Fatalf("conflist: %v", err)
+	}
+	n := &Network{cacheDir: t.TempDir()}
+	n.Name, _ = list["name"].(string)
+	plugins, _ := list["plugins"].([]any)
+	for _, p := range plugins {
+		pm, _ := p.(map[string]any)
+		switch pm["type"] {
+		case "bridge":
+			n.Bridge, _ = pm["bridge"].(string)
+			if ipam, ok := pm["ipam"].(map[string]any); ok {
+				ipam["dataDir"] = t.TempDir()
+			}
+		case "socksplice":
+			n.PinDir, _ = pm["pinDir"].(string)
+		}
+	}
+	if n.Bridge == "" || n.PinDir == "" {
+		t.Fatalf("conflist %s: need a bridge plugin with a bridge name and a socksplice plugin with pinDir", n.Name)
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.List, err = libcni.ConfListFromBytes(b); err != nil {
+		t.Fatalf("conflist: %v", err)
+	}
+	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, nil)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", n.Bridge).Run() })
+	return n
+}
+
+func (n *Network) rt(c *Container, withCgroup bool) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{ContainerID: c.ID, NetNS: c.Netns, IfName: "eth0"}
+	if withCgroup {
+		rt.CapabilityArgs = map[string]any{"cgroupPath": c.CgroupRel}
+	}
+	return rt
+}
+
+// Add runs ADD of the network for c, passing c's cgroup as cgroupPath.
+// A successful ADD is undone at cleanup.
+func (n *Network) Add(t T, c *Container) (*current.Result, error) {
+	return n.add(t, c, true)
+}
+
+// AddNoCgroup runs ADD without cgroupPath (as podman does).
+func (n *Network) AddNoCgroup(t T, c *Container) (*current.Result, error) {
+	return n.add(t, c, false)
+}
+
+func (n *Network) add(t T, c *Container, withCgroup bool) (*current.Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := n.CNI.AddNetworkList(ctx, n.List, n.rt(c, withCgroup))
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { n.Del(t, c) })
+	r, err := current.NewResultFromResult(res)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.results[n.Name] = r
+	c.mu.Unlock()
+	return r, nil
+}
+
+// MustAdd is Add that fails the test on error.
+func (n *Network) MustAdd(t T, c *Container) *current.Result {
+	t.Helper()
+	r, err := n.Add(t, c)
+	if err != nil {
+		t.Fatalf("ADD %s in %s: %v", c.ID, n.Name, err)
+	}
+	return r
+}
+
+// Del runs DEL of the network for c.
+func (n *Network) Del(t T, c *Container) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return n.CNI.DelNetworkList(ctx, n.List, n.rt(c, true))
+}
+
+// PluginConf returns the socksplice plugin's config as libcni would hand it
+// over for c: the list's cniVersion and name, prevResult from c's ADD and
+// the runtime's cgroupPath.
+func (n *Network) PluginConf(t T, c *Container) map[string]any {
+	t.Helper()
+	var conf map[string]any
+	if err := json.Unmarshal(n.List.Plugins[len(n.List.Plugins)-1].Bytes, &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["cniVersion"] = n.List.CNIVersion
+	conf["name"] = n.Name
+	delete(conf, "capabilities")
+	conf["runtimeConfig"] = map[string]any{"cgroupPath": c.CgroupRel}
+	if r := c.result(n); r != nil {
+		conf["prevResult"] = r
+	}
+	return conf
+}
+
+// Socksplice runs command (ADD, CHECK, DEL) of the socksplice plugin alone
+// for c, as the runtime would at the end of n's chain, with conf (nil:
+// PluginConf's). CHECK goes to it alone because the bridge plugin's CHECK
+// trips over its bridge MAC changing as ports are added.
+func (n *Network) Socksplice(t T, command string, c *Container, conf map[string]any) error {
+	t.Helper()
+	if conf == nil {
+		conf = n.PluginConf(t, c)
+	}
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Invoke(t, command, c, b)
+}
+
+// Invoke runs the socksplice plugin binary directly with stdin for c.
+func Invoke(t T, command string, c *Container, stdin []byte) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := &invoke.Args{Command: command, ContainerID: c.ID, NetNS: c.Netns, IfName: "eth0", Path: BinDir(t)}
+	if command == "ADD" {
+		_, err := invoke.ExecPluginWithResult(ctx, PluginBinary(t), stdin, args, nil)
+		return err
+	}
+	return invoke.ExecPluginWithoutResult(ctx, PluginBinary(t), stdin, args, nil)
+}
+
+// Meter measures what n's counters and the host veths of some of its
+// containers saw from its making on.
+type Meter struct {
+	Veths []string // the host veths, in the order of the containers
+	t     T
+	pin   string
+	c0    Counters
+	v0    []uint64
+}
+
+// Meter starts a Meter on n and the host veths of cs.
+func (n *Network) Meter(t T, cs ...*Container) *Meter {
+	t.Helper()
+	m := &Meter{t: t, pin: n.PinDir}
+	for _, c := range cs {
+		v := c.HostVeth(n)
+		m.Veths = append(m.Veths, v)
+		m.v0 = append(m.v0, VethBytes(t, v))
+	}
+	m.c0 = ReadCounters(t, n.PinDir)
+	return m
+}
+
+// Counters returns how the network's counters moved since the start.
+func (m *Meter) Counters() Counters {
+	m.t.Helper()
+	return counterDelta(ReadCounters(m.t, m.pin), m.c0)
+}
+
+// VethBytes returns the rx+tx bytes each veth carried since the start.
+func (m *Meter) VethBytes() []uint64 {
+	m.t.Helper()
+	d := make([]uint64, len(m.Veths))
+	for i, v := range m.Veths {
+		d[i] = VethBytes(m.t, v) - m.v0[i]
+	}
+	return d
+}

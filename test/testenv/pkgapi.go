@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package testenv
+
+// Everything the package takes from socksplice's own packages is here, so
+// that it is repointed in one place when they move.
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+
+	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/selftest"
+)
+
+// Counters are the node's BPF counters, summed over all CPUs.
+type Counters = counters.Totals
+
+// ReadCounters reads the counters pinned under pinDir; all zero while
+// nothing is loaded there (a plain-TCP network may run first).
+func ReadCounters(t T, pinDir string) Counters {
+	t.Helper()
+	o, err := node.Open(pinDir)
+	if errors.Is(err, node.ErrNotLoaded) {
+		return Counters{}
+	}
+	if err != nil {
+		t.Fatalf("opening pins: %v", err)
+	}
+	defer o.Close()
+	c, err := counters.Read(o.Counters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// counterDelta is a minus b, counter by counter (every uint64 field: a
+// counter added to the ABI needs no change here).
+func counterDelta(a, b Counters) Counters {
+	d := reflect.ValueOf(&a).Elem()
+	bv := reflect.ValueOf(b)
+	for i := 0; i < d.NumField(); i++ {
+		if f := d.Field(i); f.CanSet() && f.Kind() == reflect.Uint64 {
+			f.SetUint(f.Uint() - bv.Field(i).Uint())
+		}
+	}
+	return a
+}
+
+// ModuleStats reads the splice module's counters and live objects (its
+// "stats" parameter), plus its reference count as "refcnt".
+func ModuleStats(t T) map[string]int64 {
+	t.Helper()
+	dir := "/sys/module/" + sbpf.SpliceModule
+	b, err := os.ReadFile(dir + "/parameters/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int64{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, _ := strings.Cut(l, " ")
+		m[k], _ = strconv.ParseInt(v, 10, 64)
+	}
+	rc, err := os.ReadFile(dir + "/refcnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m["refcnt"], _ = strconv.ParseInt(strings.TrimSpace(string(rc)), 10, 64)
+	return m
+}
+
+// RequireSpliceModule skips unless the splice kernel module is loaded (the
+// VM harness loads it; the host kernel cannot).
+func RequireSpliceModule(t T) {
+	t.Helper()
+	if _, err := os.Stat("/sys/kernel/btf/" + sbpf.SpliceModule); err != nil {
+		t.Skipf("SKIP: the %s kernel module is not loaded (%v): the splice engine cannot run", sbpf.SpliceModule, err)
+	}
+}
+
+// spliceRead reads c to its end with splice(2), as Go's io.Copy between
+// TCP connections does.
+func spliceRead(w io.Writer, c *net.TCPConn) (int64, string) { return selftest.SpliceRead(w, c) }
+
+func cgroupRoot() (string, error) { return cgroup.Root() }

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+// Package testenv is the one place where socksplice's tests get a real
+// environment to run in: "containers" (a network namespace plus a cgroup
+// v2 directory), CNI networks driven through libcni with the real bridge
+// and host-local plugins, helper processes re-executed from the test
+// binary inside a container, and the node's counters. Everything it
+// creates is removed at cleanup, also when the test fails; the demo and
+// the benchmark use it outside "go test" through Main and Try.
+//
+// Only pkgapi.go imports socksplice's own packages, so that the package
+// can serve their external tests.
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+)
+
+// T is the part of testing.TB the package uses, so that code outside
+// "go test" (Main, Try) drives the same topologies.
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
+// RequireRoot skips loudly when the test cannot create namespaces and load
+// BPF. CI runs as root, so it never skips there.
+func RequireRoot(t T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root (network namespaces, cgroups, BPF)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("SKIP: needs ip (iproute2)")
+	}
+}
+
+// suffix returns a short random name suffix.
+func suffix() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// BinDir builds the socksplice plugin and the real bridge, host-local and
+// loopback plugins once per binary and returns their directory, so a test
+// never runs against stale binaries. In the test VM the host built them
+// ($SOCKSPLICE_CNI_BIN).
+func BinDir(t T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if dir := os.Getenv("SOCKSPLICE_CNI_BIN"); dir != "" {
+			binDir = dir
+			return
+		}
+		binDir, buildErr = os.MkdirTemp("", "socksplice-cni-bin-")
+		if buildErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", binDir+"/",
+			"./plugin",
+			"github.com/containernetworking/plugins/plugins/main/bridge",
+			"github.com/containernetworking/plugins/plugins/ipam/host-local",
+			"github.com/containernetworking/plugins/plugins/main/loopback")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..") // the module root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building plugins: %v\n%s", err, out)
+			return
+		}
+		buildErr = os.Rename(filepath.Join(binDir, "plugin"), filepath.Join(binDir, "socksplice"))
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// PluginBinary is the socksplice plugin BinDir built.
+func PluginBinary(t T) string {
+	t.Helper()
+	return filepath.Join(BinDir(t), "socksplice")
+}
+
+// RemoveBinDir deletes the plugins BinDir built; TestMain and Main call it.
+func RemoveBinDir() {
+	if binDir != "" && os.Getenv("SOCKSPLICE_CNI_BIN") == "" {
+		os.RemoveAll(binDir)
+	}
+}
+
+// PinDir returns a fresh, not yet existing pin directory under
+// /sys/fs/bpf, removed at cleanup.
+func PinDir(t T) string {
+	t.Helper()
+	dir := "/sys/fs/bpf/socksplice-test-" + suffix()
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// TestMain is a test package's TestMain body: it runs the helper role
+// when the binary was re-executed as one (see StartHelper), otherwise the
+// tests, then removes the built plugins.
+func TestMain(m interface{ Run() int }) {
+	HelperMain()
+	code := m.Run()
+	RemoveBinDir()
+	os.Exit(code)
+}

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package testenv
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// Xfer is the helper role "xfer": a server accepts one connection, a
+// client dials; both then send Bytes of seeded random data with random
+// write sizes while reading everything the peer sends, until EOF.
+type Xfer struct {
+	Role      string        `json:"role"` // "server" or "client"
+	Addr      string        `json:"addr"` // listen or dial address, host:port
+	LocalPort int           `json:"localPort,omitempty"`
+	Bytes     int64         `json:"bytes"`
+	Seed      uint64        `json:"seed"`
+	Timeout   time.Duration `json:"timeout"` // 0: 120 s
+	// SpliceRead makes the helper read with splice(2) into a pipe, as Go's
+	// io.Copy between two TCP connections does.
+	SpliceRead bool `json:"spliceRead,omitempty"`
+}
+
+// XferResult is what an xfer helper reports.
+type XferResult struct {
+	SentSHA   string `json:"sentSHA"`
+	RecvSHA   string `json:"recvSHA"`
+	RecvBytes int64  `json:"recvBytes"`
+	ReadEnd   string `json:"readEnd"` // how reading stopped: EOF, an error, a timeout
+	Local     string `json:"local"`
+	Remote    string `json:"remote"`
+}
+
+func init() { Register("xfer", runXfer) }
+
+// Payload returns n bytes of seeded random data: what an xfer helper with
+// this seed sends, for tests that send it themselves.
+func Payload(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8(seedBytes(seed)).Read(b)
+	return b
+}
+
+// PayloadSHA is the sha256 of what an xfer helper with this seed sends.
+func PayloadSHA(seed uint64, n int64) string {
+	h := sha256.New()
+	io.CopyN(h, rand.NewChaCha8(seedBytes(seed)), n)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func seedBytes(seed uint64) [32]byte {
+	var s [32]byte
+	for i := 0; i < 8; i++ {
+		s[i] = byte(seed >> (8 * i))
+	}
+	return s
+}
+
+// StartXfer starts an xfer helper in c; a server is listening when it
+// returns.
+func (c *Container) StartXfer(t T, x Xfer) *Proc {
+	t.Helper()
+	if x.Timeout == 0 {
+		x.Timeout = 120 * time.Second
+	}
+	p, err := c.StartHelper(t, Helper{Role: "xfer", Spec: x, Ready: x.Role == "server"})
+	if err != nil {
+		t.Fatalf("starting xfer %s: %v", x.Role, err)
+	}
+	return p
+}
+
+// XferResult waits for an xfer helper's report; the helper's own deadline
+// bounds the wait.
+func (p *Proc) XferResult() (XferResult, error) {
+	var r XferResult
+	err := p.Result(&r, 0)
+	return r, err
+}
+
+// Exchange runs server in srv and client in cli, waits for both, and
+// checks that each received exactly what the other's seed sends (computed
+// here, independently of both helpers).
+func Exchange(t T, srv, cli *Container, server, client Xfer) (s, c XferResult, err error) {
+	t.Helper()
+	sp := srv.StartXfer(t, server)
+	cp := cli.StartXfer(t, client)
+	var wg sync.WaitGroup
+	var serr, cerr error
+	wg.Add(2)
+	go func() { defer wg.Done(); s, serr = sp.XferResult() }()
+	go func() { defer wg.Done(); c, cerr = cp.XferResult() }()
+	wg.Wait()
+	if serr != nil || cerr != nil {
+		return s, c, fmt.Errorf("server: %v; client: %v", serr, cerr)
+	}
+	return s, c, errors.Join(
+		intact(fmt.Sprintf("%s->%s", cli.ID, srv.ID), c, s, client),
+		intact(fmt.Sprintf("%s->%s", srv.ID, cli.ID), s, c, server))
+}
+
+// intact compares what the receiver got with what the sender's seed gives.
+func intact(what string, sender, receiver XferResult, x Xfer) error {
+	want := PayloadSHA(x.Seed, x.Bytes)
+	if sender.SentSHA != want {
+		return fmt.Errorf("%s: sender reports sha %s, seed gives %s", what, sender.SentSHA, want)
+	}
+	if receiver.RecvBytes != x.Bytes || receiver.RecvSHA != want {
+		return fmt.Errorf("%s: received %d bytes sha %s, want %d bytes sha %s", what, receiver.RecvBytes, receiver.RecvSHA, x.Bytes, want)
+	}
+	return nil
+}
+
+func runXfer(x Xfer, ready func()) (r XferResult, err error) {
+	deadline := time.Now().Add(x.Timeout)
+	conn, err := xferConn(x, deadline, ready)
+	if err != nil {
+		return r, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(deadline)
+	r.Local, r.Remote = conn.LocalAddr().String(), conn.RemoteAddr().String()
+
+	type readRes struct {
+		n   int64
+		sha string
+		end string
+		err error
+	}
+	rc := make(chan readRes, 1)
+	go func() {
+		h := sha256.New()
+		if x.SpliceRead {
+			n, end := spliceRead(h, conn)
+			rc <- readRes{n, hex.EncodeToString(h.Sum(nil)), end, nil}
+			return
+		}
+		buf := make([]byte, 128<<10)
+		var n int64
+		for {
+			m, err := conn.Read(buf)
+			h.Write(buf[:m])
+			n += int64(m)
+			if err == io.EOF {
+				rc <- readRes{n, hex.EncodeToString(h.Sum(nil)), "EOF", nil}
+				return
+			}
+			if err != nil {
+				rc <- readRes{n: n, err: err}
+				return
+			}
+		}
+	}()
+
+	src := rand.NewChaCha8(seedBytes(x.Seed))
+	sizes := rand.New(rand.NewPCG(x.Seed, 7))
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	for left := x.Bytes; left > 0; {
+		n := min(int64(1+sizes.IntN(len(buf))), left)
+		src.Read(buf[:n])
+		h.Write(buf[:n])
+		if _, err := conn.Write(buf[:n]); err != nil {
+			return r, fmt.Errorf("write: %w", err)
+		}
+		left -= n
+	}
+	r.SentSHA = hex.EncodeToString(h.Sum(nil))
+	if err := conn.CloseWrite(); err != nil {
+		return r, fmt.Errorf("shutdown: %w", err)
+	}
+	rr := <-rc
+	r.ReadEnd = rr.end
+	if rr.err != nil {
+		return r, fmt.Errorf("read after %d bytes: %w", rr.n, rr.err)
+	}
+	r.RecvBytes, r.RecvSHA = rr.n, rr.sha
+	return r, nil
+}
+
+// xferConn accepts (server) or dials (client) the helper's connection.
+func xferConn(x Xfer, deadline time.Time, ready func()) (*net.TCPConn, error) {
+	switch x.Role {
+	case "server":
+		ln, err := net.Listen("tcp", x.Addr)
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ready()
+		ln.(*net.TCPListener).SetDeadline(deadline)
+		c, err := ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	case "client":
+		d := net.Dialer{Deadline: deadline}
+		if x.LocalPort != 0 {
+			d.LocalAddr = &net.TCPAddr{Port: x.LocalPort}
+		}
+		var err error
+		for i := 0; i < 50; i++ { // the server may still be binding
+			var c net.Conn
+			if c, err = d.Dial("tcp", x.Addr); err == nil {
+				return c.(*net.TCPConn), nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return nil, err
+	}
+	return nil, errors.New("unknown role " + x.Role)
+}
