@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The socksplice Authors
+
+package testenv_test
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socksplice/socksplice/test/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.TestMain(m) }
+
+// probe is a helper role that reports where it runs, optionally after
+// saying ready, failing or hanging first.
+type probe struct {
+	Ready, Fail, Hang bool
+}
+
+type where struct {
+	Netns, Cgroup string
+}
+
+func init() {
+	testenv.Register("probe", func(p probe, ready func()) (where, error) {
+		fmt.Println("a stray print must not garble the report")
+		if p.Ready {
+			ready()
+		}
+		if p.Hang {
+			time.Sleep(time.Hour)
+		}
+		w := where{}
+		w.Netns, _ = os.Readlink("/proc/self/ns/net")
+		cg, _ := os.ReadFile("/proc/self/cgroup")
+		for _, l := range strings.Split(string(cg), "\n") {
+			if v2, ok := strings.CutPrefix(l, "0::"); ok {
+				w.Cgroup = v2
+			}
+		}
+		if p.Fail {
+			return w, errors.New("asked to fail")
+		}
+		return w, nil
+	})
+}
+
+// TestTry: a failure inside Try comes back as its error, after every
+// cleanup ran, last first, even one that fails itself.
+func TestTry(t *testing.T) {
+	var order []string
+	err := testenv.Try(t, "try", func(s testenv.T) {
+		s.Cleanup(func() { order = append(order, "first") })
+		s.Cleanup(func() { s.Fatal("cleanup fails") })
+		s.Cleanup(func() { order = append(order, "last") })
+		s.Fatalf("body fails %d", 1)
+		order = append(order, "after the failure")
+	})
+	if err == nil || err.Error() != "body fails 1" {
+		t.Errorf("Try returned %v, want the body's failure", err)
+	}
+	if strings.Join(order, ",") != "last,first" {
+		t.Errorf("cleanups ran as %v, want last,first", order)
+	}
+	if err := testenv.Try(t, "try", func(testenv.T) {}); err != nil {
+		t.Errorf("Try of a body that passes: %v", err)
+	}
+}
+
+// TestHelperInContainer: a helper runs in its container's netns and
+// cgroup, reports its result, its role's error, and is killed on timeout.
+func TestHelperInContainer(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := testenv.NewContainer(t, "helper")
+	self, _ := os.Readlink("/proc/self/ns/net")
+
+	p, err := c.StartHelper(t, testenv.Helper{Role: "probe", Spec: probe{Ready: true}, Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w where
+	if err := p.Result(&w, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if w.Netns == "" || w.Netns == self {
+		t.Errorf("helper ran in netns %q, want the container's (not this process's %q)", w.Netns, self)
+	}
+	if w.Cgroup != c.CgroupRel {
+		t.Errorf("helper ran in cgroup %q, want %s", w.Cgroup, c.CgroupRel)
+	}
+
+	p, err = c.StartHelper(t, testenv.Helper{Role: "probe", Spec: probe{Fail: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Result(&w, 30*time.Second); err == nil || !strings.Contains(err.Error(), "asked to fail") {
+		t.Errorf("failing role: %v, want its error", err)
+	}
+
+	p, err = c.StartHelper(t, testenv.Helper{Role: "probe", Spec: probe{Ready: true, Hang: true}, Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Result(&w, 500*time.Millisecond); err == nil || !p.Exited() {
+		t.Errorf("hanging role: %v, exited %v; want a timeout and the helper gone", err, p.Exited())
+	}
+
+	if _, err := c.StartHelper(t, testenv.Helper{Role: "nobody", Ready: true}); err == nil {
+		t.Errorf("an unknown role got ready")
+	}
+}
+
+// TestExchangeLoopback: two xfer helpers in one container exchange
+// different amounts over its lo, and each gets the other's bytes.
+func TestExchangeLoopback(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := testenv.NewContainer(t, "xfer")
+	addr := netip.MustParseAddrPort("127.0.0.1:7400").String()
+	s, cl, err := testenv.Exchange(t, c, c,
+		testenv.Xfer{Role: "server", Addr: addr, Bytes: 1 << 20, Seed: 1},
+		testenv.Xfer{Role: "client", Addr: addr, Bytes: 3 << 20, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RecvBytes != 3<<20 || cl.RecvBytes != 1<<20 || s.ReadEnd != "EOF" {
+		t.Errorf("server got %d bytes (%s), client %d", s.RecvBytes, s.ReadEnd, cl.RecvBytes)
+	}
+	if lo := c.LoBytes(t); lo < 4<<20 {
+		t.Errorf("lo received %d bytes, want the 4 MiB exchanged", lo)
+	}
+	if got := testenv.PayloadSHA(2, 3<<20); s.RecvSHA != got {
+		t.Errorf("server's sha %s, want %s", s.RecvSHA, got)
+	}
+}
