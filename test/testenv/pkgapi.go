@@ -26,7 +26,8 @@ import (
 type Counters = counters.Totals
 
 // ReadCounters reads the counters pinned under pinDir; all zero while
-// nothing is loaded there (a plain-TCP network may run first).
+// nothing is loaded there (a plain-TCP network may run first). It takes
+// the node lock: the caller must not hold the pins open.
 func ReadCounters(t T, pinDir string) Counters {
 	t.Helper()
 	o, err := node.Open(pinDir)
