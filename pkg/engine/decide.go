@@ -82,8 +82,8 @@ func spliceReady(f Features, o *node.Objects) error {
 	}
 	// Also where a splice program is pinned: the module may have been
 	// replaced by another release since.
-	if err := node.SpliceABIError(); err != nil {
-		return err
+	if f.SpliceABI != "" {
+		return errors.New(f.SpliceABI)
 	}
 	if o != nil && o.Splice == nil {
 		if o.SpliceErr != nil {

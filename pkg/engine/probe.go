@@ -27,6 +27,9 @@ type Features struct {
 	SockHash    bool   `json:"sockHash"`
 	CgroupRoot  string `json:"cgroupRoot,omitempty"`
 	SpliceKfunc bool   `json:"spliceKfunc"` // both of the splice engine's kfuncs
+	// SpliceABI says why the loaded module cannot run this build's splice
+	// program (another SS_ABI_VERSION); empty when it can or is absent.
+	SpliceABI string `json:"spliceABIMismatch,omitempty"`
 }
 
 // Probe inspects the running kernel. It loads nothing that stays.
@@ -43,6 +46,11 @@ func Probe() Features {
 		f.CgroupRoot = root
 	}
 	f.SpliceKfunc = node.HaveSpliceKfuncs()
+	if f.SpliceKfunc {
+		if err := node.SpliceABIError(); err != nil {
+			f.SpliceABI = err.Error()
+		}
+	}
 	return f
 }
 
