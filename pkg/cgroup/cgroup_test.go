@@ -1,125 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-package cgroup
+package cgroup_test
 
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
+	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
-var (
-	needRoot = nodetest.NeedRoot
-	randHex  = nodetest.RandHex
-	mkCgroup = nodetest.Cgroup
-	progID   = nodetest.ProgID
-)
+// The processes that Resolve finds in a netns are testenv's idle helpers.
+func TestMain(m *testing.M) { testenv.TestMain(m) }
 
-func root(t *testing.T) string {
-	t.Helper()
-	r, err := Root()
+func TestRoot(t *testing.T) {
+	r, err := cgroup.Root()
 	if err != nil {
 		t.Fatalf("Root: %v", err)
 	}
-	return r
-}
-
-// testParent creates this test's own cgroup under the cgroup v2 root.
-func testParent(t *testing.T) string {
-	t.Helper()
-	name := "socksplice-unittest-" + strconv.Itoa(os.Getpid()) + "-" + randHex(t)
-	return mkCgroup(t, filepath.Join(root(t), name))
-}
-
-// addNetns creates a named network namespace, deleted when the test ends.
-func addNetns(t *testing.T) string {
-	t.Helper()
-	name := "socksplice-unittest-" + randHex(t)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
-
-// sleepIn starts `sleep 60` inside the named netns, born in the cgroup at
-// cg. It is killed by PID and reaped when the test ends.
-func sleepIn(t *testing.T, netns, cg string) *exec.Cmd {
-	t.Helper()
-	f, err := os.Open(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command("ip", "netns", "exec", netns, "sleep", "60")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting sleep in %s: %v", netns, err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("killing %d: %v", pid, err)
-		}
-		_ = cmd.Wait()
-	})
-
-	// ip joins the netns after the fork: wait until the process is in it.
-	var want syscall.Stat_t
-	if err := syscall.Stat("/var/run/netns/"+netns, &want); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d never entered netns %s", pid, netns)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cmd
-}
-
-func TestCommonAncestor(t *testing.T) {
-	for _, tc := range []struct{ a, b, want string }{
-		{"/a/b/c", "/a/b/d", "/a/b"},
-		{"/a", "/b", "/"},
-		{"/a/b", "/a/b", "/a/b"},
-		{"/", "/x", "/"},
-		{"/x", "/", "/"},
-		{"/", "/", "/"},
-		{"/a/b", "/a/bc", "/a"},
-		{"/a/b/c/d", "/a/b", "/a/b"},
-		{"/kubepods/pod1/c1", "/kubepods/pod1/c2", "/kubepods/pod1"},
-	} {
-		if got := commonAncestor(tc.a, tc.b); got != tc.want {
-			t.Errorf("commonAncestor(%q, %q) = %q, want %q", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
-func TestRoot(t *testing.T) {
-	r := root(t)
 	var st unix.Statfs_t
 	if err := unix.Statfs(r, &st); err != nil {
 		t.Fatalf("statfs %s: %v", r, err)
@@ -139,29 +46,29 @@ func TestRoot(t *testing.T) {
 }
 
 func TestResolveRuntimePath(t *testing.T) {
-	needRoot(t)
-	r := root(t)
-	parent := testParent(t)
-	c1 := mkCgroup(t, filepath.Join(parent, "c1"))
+	testenv.RequireRoot(t)
+	r := testenv.CgroupRoot(t)
+	parent := testenv.NewCgroup(t, r)
+	c1 := testenv.Cgroup(t, filepath.Join(parent, "c1"))
 	rel := "/" + filepath.Base(parent) + "/c1"
 
 	for _, tc := range []struct {
 		name, runtime, netns string
 		wantDir              string
-		wantHow              How
+		wantHow              cgroup.How
 	}{
-		{"relative to root", rel, "", c1, FromRuntime},
-		{"relative without slash", rel[1:], "", c1, FromRuntime},
-		{"absolute", c1, "", c1, FromRuntime},
-		{"missing, no netns", rel + "/does-not-exist", "", r, NodeLevel},
-		{"missing absolute, no netns", c1 + "-missing", "", r, NodeLevel},
-		{"equal to root", r, "", r, NodeLevel},
-		{"slash", "/", "", r, NodeLevel},
-		{"empty", "", "", r, NodeLevel},
-		{"netns path that does not exist", "", "/var/run/netns/socksplice-unittest-none-" + randHex(t), r, NodeLevel},
+		{"relative to root", rel, "", c1, cgroup.FromRuntime},
+		{"relative without slash", rel[1:], "", c1, cgroup.FromRuntime},
+		{"absolute", c1, "", c1, cgroup.FromRuntime},
+		{"missing, no netns", rel + "/does-not-exist", "", r, cgroup.NodeLevel},
+		{"missing absolute, no netns", c1 + "-missing", "", r, cgroup.NodeLevel},
+		{"equal to root", r, "", r, cgroup.NodeLevel},
+		{"slash", "/", "", r, cgroup.NodeLevel},
+		{"empty", "", "", r, cgroup.NodeLevel},
+		{"netns path that does not exist", "", filepath.Join(t.TempDir(), "no-netns"), r, cgroup.NodeLevel},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir, how, err := Resolve(r, tc.runtime, tc.netns)
+			dir, how, err := cgroup.Resolve(r, tc.runtime, tc.netns)
 			if err != nil {
 				t.Fatalf("Resolve(%q, %q, %q): %v", r, tc.runtime, tc.netns, err)
 			}
@@ -172,56 +79,55 @@ func TestResolveRuntimePath(t *testing.T) {
 	}
 }
 
+// TestResolveFromNetns: a process in the netns names its cgroup; the
+// runtime's path wins when it exists.
 func TestResolveFromNetns(t *testing.T) {
-	needRoot(t)
-	r := root(t)
-	parent := testParent(t)
-	c1 := mkCgroup(t, filepath.Join(parent, "c1"))
-	ns := addNetns(t)
-	sleepIn(t, ns, c1)
-	nsPath := "/var/run/netns/" + ns
+	testenv.RequireRoot(t)
+	r := testenv.CgroupRoot(t)
+	c := testenv.NewContainer(t, "resolve")
+	c.StartIdle(t, "")
 
-	dir, how, err := Resolve(r, "", nsPath)
-	if err != nil || dir != c1 || how != FromNetns {
-		t.Errorf("Resolve(root, \"\", %s) = %q, %q, %v; want %q, %q", nsPath, dir, how, err, c1, FromNetns)
+	dir, how, err := cgroup.Resolve(r, "", c.Netns)
+	if err != nil || dir != c.Cgroup || how != cgroup.FromNetns {
+		t.Errorf("Resolve(root, \"\", %s) = %q, %q, %v; want %q, %q", c.Netns, dir, how, err, c.Cgroup, cgroup.FromNetns)
 	}
 	// A runtime path that does not exist yet falls back to the netns.
-	dir, how, err = Resolve(r, "/"+filepath.Base(parent)+"/not-yet", nsPath)
-	if err != nil || dir != c1 || how != FromNetns {
-		t.Errorf("Resolve with a missing runtime path = %q, %q, %v; want %q, %q", dir, how, err, c1, FromNetns)
+	dir, how, err = cgroup.Resolve(r, c.CgroupRel+"/not-yet", c.Netns)
+	if err != nil || dir != c.Cgroup || how != cgroup.FromNetns {
+		t.Errorf("Resolve with a missing runtime path = %q, %q, %v; want %q, %q", dir, how, err, c.Cgroup, cgroup.FromNetns)
 	}
 	// An existing runtime path wins over the netns.
-	c2 := mkCgroup(t, filepath.Join(parent, "c2"))
-	dir, how, err = Resolve(r, c2, nsPath)
-	if err != nil || dir != c2 || how != FromRuntime {
-		t.Errorf("Resolve with an existing runtime path = %q, %q, %v; want %q, %q", dir, how, err, c2, FromRuntime)
+	c2 := testenv.NewCgroup(t, r)
+	dir, how, err = cgroup.Resolve(r, c2, c.Netns)
+	if err != nil || dir != c2 || how != cgroup.FromRuntime {
+		t.Errorf("Resolve with an existing runtime path = %q, %q, %v; want %q, %q", dir, how, err, c2, cgroup.FromRuntime)
 	}
 }
 
+// TestResolveFromNetnsCommonAncestor: processes of one netns in two
+// cgroups (containers of a pod) name the deepest cgroup they share.
 func TestResolveFromNetnsCommonAncestor(t *testing.T) {
-	needRoot(t)
-	r := root(t)
-	parent := testParent(t)
-	pod := mkCgroup(t, filepath.Join(parent, "pod"))
-	a := mkCgroup(t, filepath.Join(pod, "a"))
-	b := mkCgroup(t, filepath.Join(pod, "b"))
-	ns := addNetns(t)
-	sleepIn(t, ns, a)
-	sleepIn(t, ns, b)
+	testenv.RequireRoot(t)
+	r := testenv.CgroupRoot(t)
+	pod := testenv.NewContainer(t, "pod")
+	a := testenv.Cgroup(t, filepath.Join(pod.Cgroup, "a"))
+	b := testenv.Cgroup(t, filepath.Join(pod.Cgroup, "b"))
+	pod.StartIdle(t, a)
+	pod.StartIdle(t, b)
 
-	dir, how, err := Resolve(r, "", "/var/run/netns/"+ns)
-	if err != nil || dir != pod || how != FromNetns {
-		t.Errorf("Resolve with processes in %s and %s = %q, %q, %v; want %q, %q", a, b, dir, how, err, pod, FromNetns)
+	dir, how, err := cgroup.Resolve(r, "", pod.Netns)
+	if err != nil || dir != pod.Cgroup || how != cgroup.FromNetns {
+		t.Errorf("Resolve with processes in %s and %s = %q, %q, %v; want %q, %q", a, b, dir, how, err, pod.Cgroup, cgroup.FromNetns)
 	}
 }
 
 func TestResolveEmptyNetns(t *testing.T) {
-	needRoot(t)
-	r := root(t)
-	ns := addNetns(t)
-	dir, how, err := Resolve(r, "", "/var/run/netns/"+ns)
-	if err != nil || dir != r || how != NodeLevel {
-		t.Errorf("Resolve for a netns without processes = %q, %q, %v; want %q, %q", dir, how, err, r, NodeLevel)
+	testenv.RequireRoot(t)
+	r := testenv.CgroupRoot(t)
+	c := testenv.NewContainer(t, "empty")
+	dir, how, err := cgroup.Resolve(r, "", c.Netns)
+	if err != nil || dir != r || how != cgroup.NodeLevel {
+		t.Errorf("Resolve for a netns without processes = %q, %q, %v; want %q, %q", dir, how, err, r, cgroup.NodeLevel)
 	}
 }
 
@@ -231,7 +137,7 @@ func waitAttached(t *testing.T, dir string, want []ebpf.ProgramID) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := AttachedIDs(dir)
+		got, err := cgroup.AttachedIDs(dir)
 		if err != nil {
 			t.Fatalf("AttachedIDs(%s): %v", dir, err)
 		}
@@ -246,30 +152,24 @@ func waitAttached(t *testing.T, dir string, want []ebpf.ProgramID) {
 }
 
 func TestAttachDetach(t *testing.T) {
-	needRoot(t)
-	pinDir := nodetest.PinDir(t)
-	parent := testParent(t)
-	cg := mkCgroup(t, filepath.Join(parent, "c1"))
+	o := testenv.LoadNode(t)
+	pinDir := o.Dir
+	parent := testenv.NewCgroup(t, testenv.CgroupRoot(t))
+	cg := testenv.Cgroup(t, filepath.Join(parent, "c1"))
+	id := testenv.ProgID(t, o.SockOps)
 
-	o, err := node.Load(pinDir)
-	if err != nil {
-		t.Fatalf("node.Load: %v", err)
-	}
-	t.Cleanup(func() { o.Close() })
-	id := progID(t, o.SockOps)
-
-	if got, err := AttachedIDs(cg); err != nil || len(got) != 0 {
+	if got, err := cgroup.AttachedIDs(cg); err != nil || len(got) != 0 {
 		t.Fatalf("AttachedIDs of a new cgroup = %v, %v; want none", got, err)
 	}
 
 	pin := filepath.Join(pinDir, node.ContainersDir, "c1")
-	if err := Attach(cg, o.SockOps, pin); err != nil {
+	if err := cgroup.Attach(cg, o.SockOps, pin); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	if _, err := os.Stat(pin); err != nil {
 		t.Fatalf("link pin missing after Attach: %v", err)
 	}
-	got, err := AttachedIDs(cg)
+	got, err := cgroup.AttachedIDs(cg)
 	if err != nil {
 		t.Fatalf("AttachedIDs: %v", err)
 	}
@@ -277,19 +177,19 @@ func TestAttachDetach(t *testing.T) {
 		t.Fatalf("AttachedIDs after Attach = %v, want [%d]", got, id)
 	}
 	// The parent sees nothing: only programs attached directly count.
-	if got, err := AttachedIDs(parent); err != nil || len(got) != 0 {
+	if got, err := cgroup.AttachedIDs(parent); err != nil || len(got) != 0 {
 		t.Errorf("AttachedIDs of the parent = %v, %v; want none", got, err)
 	}
 
 	// Attach again with the same pin: a no-op.
-	if err := Attach(cg, o.SockOps, pin); err != nil {
+	if err := cgroup.Attach(cg, o.SockOps, pin); err != nil {
 		t.Fatalf("second Attach: %v", err)
 	}
-	if got, err := AttachedIDs(cg); err != nil || !slices.Equal(got, []ebpf.ProgramID{id}) {
+	if got, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(got, []ebpf.ProgramID{id}) {
 		t.Fatalf("AttachedIDs after the second Attach = %v, %v; want [%d]", got, err, id)
 	}
 
-	if err := Detach(pin); err != nil {
+	if err := cgroup.Detach(pin); err != nil {
 		t.Fatalf("Detach: %v", err)
 	}
 	if _, err := os.Stat(pin); !errors.Is(err, os.ErrNotExist) {
@@ -297,21 +197,21 @@ func TestAttachDetach(t *testing.T) {
 	}
 	waitAttached(t, cg, nil)
 
-	if err := Detach(pin); err != nil {
+	if err := cgroup.Detach(pin); err != nil {
 		t.Errorf("Detach of a missing pin = %v, want nil", err)
 	}
-	if err := Detach(filepath.Join(pinDir, node.ContainersDir, "never-pinned")); err != nil {
+	if err := cgroup.Detach(filepath.Join(pinDir, node.ContainersDir, "never-pinned")); err != nil {
 		t.Errorf("Detach of a never-pinned path = %v, want nil", err)
 	}
 
 	// Errors are reported, not swallowed.
-	if err := Attach(filepath.Join(parent, "no-such-cgroup"), o.SockOps, filepath.Join(pinDir, node.ContainersDir, "bad")); err == nil {
+	if err := cgroup.Attach(filepath.Join(parent, "no-such-cgroup"), o.SockOps, filepath.Join(pinDir, node.ContainersDir, "bad")); err == nil {
 		t.Errorf("Attach to a missing cgroup succeeded")
 	}
 	if _, err := os.Stat(filepath.Join(pinDir, node.ContainersDir, "bad")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("failed Attach left a pin behind: %v", err)
 	}
-	if _, err := AttachedIDs(filepath.Join(parent, "no-such-cgroup")); err == nil {
+	if _, err := cgroup.AttachedIDs(filepath.Join(parent, "no-such-cgroup")); err == nil {
 		t.Errorf("AttachedIDs of a missing cgroup succeeded")
 	}
 }

@@ -13,11 +13,11 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/counters"
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func TestReadFresh(t *testing.T) {
-	o := nodetest.Load(t)
+	o := testenv.LoadNode(t)
 	c, err := counters.Read(o.Counters)
 	if err != nil {
 		t.Fatalf("Read: %v", err)
@@ -54,7 +54,7 @@ func TestJSONNames(t *testing.T) {
 
 // A map of another layout (the 64-byte slots of older builds) is refused.
 func TestReadRefusesOtherLayout(t *testing.T) {
-	nodetest.NeedRoot(t)
+	testenv.RequireRoot(t)
 	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4,
 		ValueSize: sbpf.MaxCPUs * 8 * 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
 	if err != nil {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -44,7 +44,7 @@ func checkFresh(t *testing.T, eng string, d Decision) bool {
 // Where the splice module is loaded (the test kernel) its self-test must
 // pass: the module passes the whole semantics suite there.
 func TestSelfTestRunsAndCaches(t *testing.T) {
-	o := nodetest.Load(t)
+	o := testenv.LoadNode(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +105,8 @@ func noLeftovers(t *testing.T, o *node.Objects) {
 // its own measurement, and auto must fall back to the sockmap verdict and
 // say why.
 func TestSpliceSelfTestCatchesUnpairedEngine(t *testing.T) {
-	o := nodetest.Load(t)
-	nodetest.LoadStubbedSplice(t, o)
+	o := testenv.LoadNode(t)
+	testenv.LoadStubbedSplice(t, o)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -160,10 +160,10 @@ func storeVerdicts(t *testing.T, o *node.Objects) {
 // loaded or replaced since) makes the cached splice self-test verdict stale
 // and keeps the sockmap one.
 func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
-	o := nodetest.Load(t)
-	nodetest.LoadStubbedSplice(t, o)
+	o := testenv.LoadNode(t)
+	testenv.LoadStubbedSplice(t, o)
 	storeVerdicts(t, o)
-	nodetest.LoadStubbedSplice(t, o)
+	testenv.LoadStubbedSplice(t, o)
 	v, err := Cached(o, "k")
 	if err != nil {
 		t.Fatal(err)
@@ -182,8 +182,8 @@ func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
 // after an upgrade (new stamp, new programs): no self-test result survives
 // the programs it measured.
 func TestVerdictsHoldForTheirBasis(t *testing.T) {
-	o := nodetest.Load(t)
-	nodetest.LoadStubbedSplice(t, o)
+	o := testenv.LoadNode(t)
+	testenv.LoadStubbedSplice(t, o)
 	storeVerdicts(t, o)
 	if v, err := Cached(o, "other"); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
 		t.Errorf("verdicts hold on another kernel: %+v (%v)", v, err)
@@ -211,7 +211,7 @@ func TestVerdictsHoldForTheirBasis(t *testing.T) {
 
 // A fresh node has no verdicts.
 func TestFreshNodeHasNoVerdicts(t *testing.T) {
-	o := nodetest.Load(t)
+	o := testenv.LoadNode(t)
 	if v, err := Cached(o, Probe().Kernel); err != nil || v.SelfTest != nil || v.SpliceTest != nil {
 		t.Errorf("fresh node: %+v (%v)", v, err)
 	}

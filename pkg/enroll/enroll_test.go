@@ -17,8 +17,8 @@ import (
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/engine"
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func enrolled(t *testing.T, o *node.Objects, cookie uint64) bool {
@@ -32,15 +32,15 @@ func enrolled(t *testing.T, o *node.Objects, cookie uint64) bool {
 // attachment. A sockmap attachment of the same netns is enrolled, attached
 // and checked against its record, whatever engine the caller names now.
 func TestAddCheckRemove(t *testing.T) {
-	o := loadNode(t)
-	netns := newNetns(t)
-	cookie, err := NetnsCookie(netns.Path())
+	o := testenv.LoadNode(t)
+	c := testenv.NewContainer(t, "enroll")
+	cookie, err := NetnsCookie(c.Netns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg := cgroupDir(t)
+	cg := c.Cgroup
 	att := func(id, eng string) Attachment {
-		return Attachment{Network: "n1", ContainerID: id, IfName: "eth0", Netns: netns.Path(), Domain: 7,
+		return Attachment{Network: "n1", ContainerID: id, IfName: "eth0", Netns: c.Netns, Domain: 7,
 			Addrs: []netip.Addr{netip.MustParseAddr("10.9.0.2")}, CgroupPath: cg, Engine: eng,
 			Policy: Policy{Ports: []uint16{80}}}
 	}
@@ -69,7 +69,7 @@ func TestAddCheckRemove(t *testing.T) {
 	if !enrolled(t, o, cookie) {
 		t.Errorf("sockmap attachment not enrolled")
 	}
-	if ids, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(ids, []ebpf.ProgramID{nodetest.ProgID(t, o.SockOps)}) {
+	if ids, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(ids, []ebpf.ProgramID{testenv.ProgID(t, o.SockOps)}) {
 		t.Errorf("attached %v (%v), want the sockops program", ids, err)
 	}
 	if _, err := os.Stat(linkPin(o, "n1", "c-sockmap", "eth0")); err != nil {

@@ -12,10 +12,11 @@ import (
 	"testing"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func TestRecords(t *testing.T) {
-	o := loadNode(t)
+	o := testenv.LoadNode(t)
 
 	if recs, err := Records(o); err != nil || len(recs) != 0 {
 		t.Fatalf("Records on a fresh node = %v, %v; want none", recs, err)
@@ -116,7 +117,7 @@ func TestRecordIdentity(t *testing.T) {
 // same name with "_" get different pins, and a container ID of 250
 // characters (too long for the old name) pins and detaches.
 func TestLinkPinNames(t *testing.T) {
-	o := loadNode(t)
+	o := testenv.LoadNode(t)
 	a, b := linkPin(o, "n", "a_b", "c"), linkPin(o, "n", "a", "b_c")
 	if a == b {
 		t.Errorf("container a_b/ifname c and container a/ifname b_c share the pin %s", a)
@@ -129,7 +130,7 @@ func TestLinkPinNames(t *testing.T) {
 	if n := len(filepath.Base(pin)); n > 255 {
 		t.Fatalf("pin name is %d bytes, over NAME_MAX", n)
 	}
-	if err := cgroup.Attach(cgroupDir(t), o.SockOps, pin); err != nil {
+	if err := cgroup.Attach(testenv.NewCgroup(t, testenv.CgroupRoot(t)), o.SockOps, pin); err != nil {
 		t.Fatalf("pinning the link of a 250-character container ID: %v", err)
 	}
 	if err := Remove(o, "net", long, "eth0"); err != nil {

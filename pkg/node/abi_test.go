@@ -4,40 +4,16 @@
 package node_test
 
 import (
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
-	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
-
-// moduleStat reads one counter of the splice module's stats parameter.
-func moduleStat(t *testing.T, name string) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/sys/module/" + sbpf.SpliceModule + "/parameters/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, " "); ok && k == name {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("module stats have no %q:\n%s", name, b)
-	return 0
-}
 
 // TestModuleRefusesOtherABI loads the splice program as if it had been
 // built against the next ABI version and connects through it: the module
@@ -46,14 +22,14 @@ func moduleStat(t *testing.T, name string) int64 {
 // TCP. The same connection through this build's program then pairs, so
 // the version alone made the difference. Needs the module (make vm-test).
 func TestModuleRefusesOtherABI(t *testing.T) {
-	needRoot(t)
+	testenv.RequireRoot(t)
 	if !node.HaveSpliceKfuncs() {
 		t.Skipf("SKIP: the %s module is not loaded (make vm-test runs this test)", sbpf.SpliceModule)
 	}
 	if err := node.SpliceABIError(); err != nil {
 		t.Fatal(err)
 	}
-	o := load(t, pinDir(t))
+	o := load(t, testenv.PinDir(t))
 	defer o.Close()
 	if o.Splice == nil {
 		t.Fatalf("the splice program did not load: %v", o.SpliceErr)
@@ -73,23 +49,30 @@ func TestModuleRefusesOtherABI(t *testing.T) {
 		t.Fatalf("loading a splice program of ABI %d: %v", sbpf.ABIVersion+1, err)
 	}
 
-	root, err := cgroup.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := nodetest.NewCgroup(t, root)
+	cg := testenv.NewCgroup(t, testenv.CgroupRoot(t))
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupSockOps, Program: o.Splice})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	cookie, connectOnce := connChildIn(t, cg)
+	cookie, connectOnce := loopbackIn(t, cg)
 	pol := sbpf.AbiSsPolicy{Flags: sbpf.PolicyEnabled | sbpf.PolicyLoopback | sbpf.PolicySplice, RingKib: 64}
 	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 	defer o.Enroll.Delete(cookie)
 
+	// moduleStats reads the module's counters this test compares.
+	moduleStats := func() map[string]int64 {
+		t.Helper()
+		m := testenv.ModuleStats(t)
+		for _, k := range []string{"abi_mismatch", "paired"} {
+			if _, ok := m[k]; !ok {
+				t.Fatalf("module stats have no %q: %v", k, m)
+			}
+		}
+		return m
+	}
 	type seen struct{ abi, paired, refused, modABI, modPaired int64 }
 	measure := func() seen {
 		t.Helper()
@@ -97,18 +80,19 @@ func TestModuleRefusesOtherABI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m0, p0 := moduleStat(t, "abi_mismatch"), moduleStat(t, "paired")
+		m0 := moduleStats()
 		connectOnce() // a byte each way: a pairing that lost it would hang or fail here
 		c1, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)
 		}
+		m1 := moduleStats()
 		return seen{
 			abi:       int64(c1.SpliceAbiMismatch - c0.SpliceAbiMismatch),
 			paired:    int64(c1.SplicePaired - c0.SplicePaired),
 			refused:   int64(c1.SpliceRefused - c0.SpliceRefused),
-			modABI:    moduleStat(t, "abi_mismatch") - m0,
-			modPaired: moduleStat(t, "paired") - p0,
+			modABI:    m1["abi_mismatch"] - m0["abi_mismatch"],
+			modPaired: m1["paired"] - m0["paired"],
 		}
 	}
 

@@ -4,6 +4,7 @@
 package node_test
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,10 +13,12 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/socksplice/socksplice/pkg/cgroup"
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
+
+// The loopback connections of splice_test.go run in testenv helpers.
+func TestMain(m *testing.M) { testenv.TestMain(m) }
 
 var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "attachments", "meta"}
 
@@ -28,21 +31,11 @@ var progPins = func() []string {
 	return []string{"sockops", "msg"}
 }()
 
-var (
-	needRoot = nodetest.NeedRoot
-	pinDir   = nodetest.PinDir
-	progID   = nodetest.ProgID
-)
-
 // cgroupDir creates a fresh cgroup v2 directory, nested one level below
 // the root's child, that is removed when the test ends.
 func cgroupDir(t *testing.T) string {
 	t.Helper()
-	root, err := cgroup.Root()
-	if err != nil {
-		t.Fatalf("cgroup.Root: %v", err)
-	}
-	return nodetest.NewCgroup(t, nodetest.NewCgroup(t, root))
+	return testenv.NewCgroup(t, testenv.NewCgroup(t, testenv.CgroupRoot(t)))
 }
 
 func load(t *testing.T, dir string) *node.Objects {
@@ -54,19 +47,6 @@ func load(t *testing.T, dir string) *node.Objects {
 	return o
 }
 
-func mapID(t *testing.T, m *ebpf.Map) ebpf.MapID {
-	t.Helper()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatalf("map info: %v", err)
-	}
-	id, ok := info.ID()
-	if !ok || id == 0 {
-		t.Fatalf("map has no ID")
-	}
-	return id
-}
-
 type ids struct {
 	Maps  map[string]ebpf.MapID
 	Progs map[string]ebpf.ProgramID
@@ -76,13 +56,13 @@ func objIDs(t *testing.T, o *node.Objects) ids {
 	t.Helper()
 	return ids{
 		Maps: map[string]ebpf.MapID{
-			"pairs":        mapID(t, o.Pairs),
-			"enroll":       mapID(t, o.Enroll),
-			"local_addrs":  mapID(t, o.LocalAddrs),
-			"domain_addrs": mapID(t, o.DomainAddrs),
-			"counters":     mapID(t, o.Counters),
-			"attachments":  mapID(t, o.Attach),
-			"meta":         mapID(t, o.Meta),
+			"pairs":        testenv.MapID(t, o.Pairs),
+			"enroll":       testenv.MapID(t, o.Enroll),
+			"local_addrs":  testenv.MapID(t, o.LocalAddrs),
+			"domain_addrs": testenv.MapID(t, o.DomainAddrs),
+			"counters":     testenv.MapID(t, o.Counters),
+			"attachments":  testenv.MapID(t, o.Attach),
+			"meta":         testenv.MapID(t, o.Meta),
 		},
 		Progs: progIDs(t, o),
 	}
@@ -90,9 +70,9 @@ func objIDs(t *testing.T, o *node.Objects) ids {
 
 func progIDs(t *testing.T, o *node.Objects) map[string]ebpf.ProgramID {
 	t.Helper()
-	out := map[string]ebpf.ProgramID{"sockops": progID(t, o.SockOps), "msg": progID(t, o.Msg)}
+	out := map[string]ebpf.ProgramID{"sockops": testenv.ProgID(t, o.SockOps), "msg": testenv.ProgID(t, o.Msg)}
 	if o.Splice != nil {
-		out["splice"] = progID(t, o.Splice)
+		out["splice"] = testenv.ProgID(t, o.Splice)
 	}
 	return out
 }
@@ -100,22 +80,24 @@ func progIDs(t *testing.T, o *node.Objects) map[string]ebpf.ProgramID {
 // pinnedIDs opens what is pinned under dir and returns its IDs.
 func pinnedIDs(t *testing.T, dir string) ids {
 	t.Helper()
-	out := ids{Maps: map[string]ebpf.MapID{}, Progs: map[string]ebpf.ProgramID{}}
-	for _, name := range mapPins {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, node.MapsDir, name), nil)
-		if err != nil {
-			t.Fatalf("opening pinned map %s: %v", name, err)
-		}
-		out.Maps[name] = mapID(t, m)
-		m.Close()
+	return ids{
+		Maps:  pinned(t, filepath.Join(dir, node.MapsDir), mapPins, ebpf.LoadPinnedMap, testenv.MapID),
+		Progs: pinned(t, filepath.Join(dir, node.ProgsDir), progPins, ebpf.LoadPinnedProgram, testenv.ProgID),
 	}
-	for _, name := range progPins {
-		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, node.ProgsDir, name), nil)
+}
+
+// pinned opens each of names pinned in dir and returns its ID.
+func pinned[O io.Closer, I any](t *testing.T, dir string, names []string,
+	open func(string, *ebpf.LoadPinOptions) (O, error), id func(testenv.T, O) I) map[string]I {
+	t.Helper()
+	out := map[string]I{}
+	for _, name := range names {
+		o, err := open(filepath.Join(dir, name), nil)
 		if err != nil {
-			t.Fatalf("opening pinned program %s: %v", name, err)
+			t.Fatalf("opening pinned %s: %v", filepath.Join(dir, name), err)
 		}
-		out.Progs[name] = progID(t, p)
-		p.Close()
+		out[name] = id(t, o)
+		o.Close()
 	}
 	return out
 }

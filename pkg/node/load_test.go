@@ -17,6 +17,7 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func TestStampIsHexSHA256(t *testing.T) {
@@ -31,8 +32,8 @@ func TestStampIsHexSHA256(t *testing.T) {
 }
 
 func TestLoadFreshAndReuse(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 
 	o := load(t, dir)
 	first := objIDs(t, o)
@@ -97,8 +98,8 @@ func TestLoadFreshAndReuse(t *testing.T) {
 }
 
 func TestOpenNotLoaded(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 
 	o, err := node.Open(dir)
 	if !errors.Is(err, node.ErrNotLoaded) {
@@ -124,8 +125,8 @@ func TestOpenNotLoaded(t *testing.T) {
 }
 
 func TestConcurrentLoad(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 
 	const n = 8
 	var wg sync.WaitGroup
@@ -187,8 +188,8 @@ func TestConcurrentLoad(t *testing.T) {
 }
 
 func TestReloadAfterWipe(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 
 	o := load(t, dir)
 	first := objIDs(t, o)

@@ -4,17 +4,12 @@
 package node_test
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -23,141 +18,91 @@ import (
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
-	"github.com/socksplice/socksplice/pkg/internal/nodetest"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
-// connChildEnv turns the test binary into a child that makes loopback
-// connections in its own netns, one per "go" line on stdin.
-const connChildEnv = "SOCKSPLICE_NODE_TEST_CONN_CHILD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(connChildEnv) != "" {
-		if err := connChild(); err != nil {
-			fmt.Println("error", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+// loConn is the helper role "lo-conn": it reports its netns cookie and,
+// with Connect, first makes one loopback connection in its netns and sends
+// a byte over it.
+type loConn struct {
+	Connect bool
 }
 
-func connChild() error {
+func init() { testenv.Register("lo-conn", runLoConn) }
+
+func runLoConn(x loConn, _ func()) (uint64, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
-	}
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return err
+		return 0, err
 	}
 	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 	unix.Close(fd)
+	if err != nil || !x.Connect {
+		return cookie, err
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return 0, err
 	}
-	fmt.Printf("ready %d\n", cookie)
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() && in.Text() == "go" {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			return err
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		buf := []byte("x")
-		if _, err := c.Write(buf); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(s, buf); err != nil {
-			return err
-		}
-		c.Close()
-		s.Close()
-		ln.Close()
-		fmt.Println("done")
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	buf := []byte("x")
+	if _, err := c.Write(buf); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(s, buf); err != nil {
+		return 0, err
+	}
+	return cookie, nil
 }
 
-// stubbedNode loads a node under a fresh pin directory (removed at
+// stubbedNode loads a node under a fresh pin directory (both go at
 // cleanup) whose splice program is the one with stubbed kfuncs.
 func stubbedNode(t *testing.T) *node.Objects {
 	t.Helper()
-	needRoot(t)
-	dir := pinDir(t)
-	o := load(t, dir)
-	ok := false
-	defer func() {
-		if !ok { // t.Fatal in loadStubbed: the caller gets no node to close
-			o.Close()
-		}
-	}()
-	nodetest.LoadStubbedSplice(t, o)
-	ok = true
-	if _, err := os.Stat(filepath.Join(dir, node.ProgsDir, "splice")); err != nil {
+	o := testenv.LoadNode(t)
+	testenv.LoadStubbedSplice(t, o)
+	if _, err := os.Stat(filepath.Join(o.Dir, node.ProgsDir, "splice")); err != nil {
 		t.Errorf("splice program not pinned: %v", err)
 	}
 	return o
 }
 
-// connChildIn starts the connection child in a netns of its own inside the
-// cgroup dir. It returns the child's netns cookie and a function that has
-// it make one loopback connection and exchange a byte; the child goes when
-// the test ends.
-func connChildIn(t *testing.T, dir string) (uint64, func()) {
+// loopbackIn gives a netns of the test's own (a testenv container's) whose
+// connections are born in the cgroup dir. It returns the netns cookie and
+// a function that makes one loopback connection there and sends a byte
+// over it, each time in a helper process started for it in the netns and
+// dir.
+func loopbackIn(t *testing.T, dir string) (uint64, func()) {
 	t.Helper()
-	cg, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
+	c := testenv.NewContainer(t, "lo")
+	run := func(connect bool) uint64 {
+		t.Helper()
+		p, err := c.StartHelper(t, testenv.Helper{Role: "lo-conn", Spec: loConn{Connect: connect}, Cgroup: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cookie uint64
+		if err := p.Result(&cookie, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return cookie
 	}
-	defer cg.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), connChildEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWNET,
-		UseCgroupFD: true,
-		CgroupFD:    int(cg.Fd()),
-		Pdeathsig:   syscall.SIGKILL,
-	}
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill() // ours, by PID
-		cmd.Wait()
-	})
-	out := bufio.NewReader(stdout)
-	line, _ := out.ReadString('\n')
-	cs, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-	if !ok {
-		t.Fatalf("child: %q", line)
-	}
-	cookie, err := strconv.ParseUint(cs, 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cookie := run(false)
 	return cookie, func() {
 		t.Helper()
-		io.WriteString(stdin, "go\n")
-		if line, _ := out.ReadString('\n'); line != "done\n" {
-			t.Fatalf("child: %q", line)
+		if got := run(true); got != cookie {
+			t.Fatalf("the connection was made in netns %d, want %d", got, cookie)
 		}
 	}
 }
@@ -180,17 +125,13 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 	o := stubbedNode(t)
 	defer o.Close()
 
-	root, err := cgroup.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outer := nodetest.NewCgroup(t, root)
-	inner := nodetest.NewCgroup(t, outer)
+	outer := testenv.NewCgroup(t, testenv.CgroupRoot(t))
+	inner := testenv.NewCgroup(t, outer)
 	attach(t, outer, o.Splice) // as a node-level link would
 	attach(t, inner, o.Splice)
 	attach(t, inner, o.SockOps)
 
-	cookie, connectOnce := connChildIn(t, inner)
+	cookie, connectOnce := loopbackIn(t, inner)
 	defer o.Enroll.Delete(cookie)
 
 	connect := func(flags uint32) counters.Totals {
@@ -238,11 +179,7 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 func TestUpgradeMovesLinksByEngine(t *testing.T) {
 	o := stubbedNode(t)
 	dir := o.Dir
-	root, err := cgroup.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := nodetest.NewCgroup(t, root)
+	cg := testenv.NewCgroup(t, testenv.CgroupRoot(t))
 	sockmapPin := filepath.Join(dir, node.ContainersDir, "a")
 	spliceLink := filepath.Join(dir, node.ContainersDir, "b")
 	if err := cgroup.Attach(cg, o.SockOps, sockmapPin); err != nil {
@@ -256,7 +193,7 @@ func TestUpgradeMovesLinksByEngine(t *testing.T) {
 			t.Errorf("LinkRunsSplice(%s) = %v, %v; want %v", pin, got, err, want)
 		}
 	}
-	oldSplice := progID(t, o.Splice)
+	oldSplice := testenv.ProgID(t, o.Splice)
 	if err := o.PutMeta(node.MetaNode, node.Meta{Stamp: "old"}); err != nil {
 		t.Fatal(err)
 	}
@@ -267,12 +204,12 @@ func TestUpgradeMovesLinksByEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o2.Close()
-	if got, want := linkProg(t, sockmapPin), progID(t, o2.SockOps); got != want {
+	if got, want := linkProg(t, sockmapPin), testenv.ProgID(t, o2.SockOps); got != want {
 		t.Errorf("sockmap link runs program %d, want the new sockops %d", got, want)
 	}
 	want := oldSplice
 	if o2.Splice != nil {
-		want = progID(t, o2.Splice)
+		want = testenv.ProgID(t, o2.Splice)
 	}
 	if got := linkProg(t, spliceLink); got != want {
 		t.Errorf("splice link runs program %d, want %d (new splice program loaded: %v)", got, want, o2.Splice != nil)

@@ -18,11 +18,12 @@ import (
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 	cg := cgroupDir(t)
 
 	o := load(t, dir)
@@ -130,11 +131,11 @@ func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
 // Without the socksplice module the splice program is absent and Load
 // works as before; a splice pin left behind goes at the next install.
 func TestSpliceAbsentWithoutKfuncs(t *testing.T) {
-	needRoot(t)
+	testenv.RequireRoot(t)
 	if node.HaveSpliceKfuncs() {
 		t.Skip("SKIP: the kernel has the splice kfuncs (socksplice module loaded)")
 	}
-	dir := pinDir(t)
+	dir := testenv.PinDir(t)
 	o := load(t, dir)
 	if o.Splice != nil || o.SpliceErr != nil {
 		t.Errorf("Splice = %v, SpliceErr = %v; want both nil without the kfuncs", o.Splice, o.SpliceErr)
@@ -161,8 +162,8 @@ func TestSpliceAbsentWithoutKfuncs(t *testing.T) {
 // A counters map of another layout (the 64-byte slots of older builds) is
 // replaced, not reused, and counters.Read refuses a map it cannot parse.
 func TestUpgradeRecreatesCountersOfOldLayout(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 	if err := os.MkdirAll(filepath.Join(dir, node.MapsDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestUpgradeRecreatesCountersOfOldLayout(t *testing.T) {
 	if got, want := o.Counters.ValueSize(), uint32(sbpf.MaxCPUs*sbpf.SlotWords*8); got != want {
 		t.Errorf("counters map holds %d bytes after the upgrade, want %d", got, want)
 	}
-	if mapID(t, o.Counters) == mapID(t, old) {
+	if testenv.MapID(t, o.Counters) == testenv.MapID(t, old) {
 		t.Errorf("old-layout counters map reused")
 	}
 	if c, err := counters.Read(o.Counters); err != nil || c != (counters.Totals{}) {
@@ -195,8 +196,8 @@ func TestUpgradeRecreatesCountersOfOldLayout(t *testing.T) {
 // The meta map of older builds (one entry) is replaced, the attachments
 // map of an unchanged layout is kept with its records.
 func TestUpgradeRecreatesGoMapsOfOldLayout(t *testing.T) {
-	needRoot(t)
-	dir := pinDir(t)
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
 	if err := os.MkdirAll(filepath.Join(dir, node.MapsDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -222,10 +223,10 @@ func TestUpgradeRecreatesGoMapsOfOldLayout(t *testing.T) {
 
 	o := load(t, dir)
 	defer o.Close()
-	if mapID(t, o.Meta) == mapID(t, oldMeta) || o.Meta.MaxEntries() < 2 {
+	if testenv.MapID(t, o.Meta) == testenv.MapID(t, oldMeta) || o.Meta.MaxEntries() < 2 {
 		t.Errorf("meta map of the old layout reused (%d entries)", o.Meta.MaxEntries())
 	}
-	if mapID(t, o.Attach) != mapID(t, attach) {
+	if testenv.MapID(t, o.Attach) != testenv.MapID(t, attach) {
 		t.Errorf("attachments map recreated although its layout is unchanged")
 	}
 	if err := o.Attach.Lookup(key, make([]byte, node.AttachValueSize)); err != nil {

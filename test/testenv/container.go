@@ -30,7 +30,6 @@ type Container struct {
 	CgroupRel string // relative to the cgroup v2 root, as runtimes pass it
 	mu        sync.Mutex
 	results   map[string]*current.Result // by network name
-	procs     []*Proc
 }
 
 var (
@@ -41,7 +40,7 @@ var (
 )
 
 // NewContainer creates a netns and a cgroup directory; both go at
-// cleanup, after every process started in them was killed.
+// cleanup, after every process started in them was killed (see Exec).
 func NewContainer(t T, name string) *Container {
 	t.Helper()
 	cgBaseOnce.Do(func() {
@@ -65,8 +64,9 @@ func NewContainer(t T, name string) *Container {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		c.killAll()
-		exec.Command("ip", "netns", "del", c.NetnsName).Run()
+		if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+		}
 	})
 	if out, err := exec.Command("ip", "-n", c.NetnsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v %s", err, out)
@@ -75,30 +75,58 @@ func NewContainer(t T, name string) *Container {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c.killAll()
-		removeCgroup(c.Cgroup)
+		if err := removeCgroup(c.Cgroup); err != nil {
+			t.Errorf("removing cgroup %s: %v", c.Cgroup, err)
+		}
 		os.Remove(cgBase) // succeeds once the last container is gone
 	})
 	return c
 }
 
-func removeCgroup(dir string) {
+// CgroupRoot returns the cgroup v2 root directory.
+func CgroupRoot(t T) string {
+	t.Helper()
+	root, err := cgroupRoot()
+	if err != nil {
+		t.Fatalf("cgroup v2 root: %v", err)
+	}
+	return root
+}
+
+// Cgroup creates the cgroup directory dir and removes it at cleanup.
+// Cleanups run last first, so its children go before it, and so do the
+// processes started in it later (see Exec).
+func Cgroup(t T, dir string) string {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("creating cgroup %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := removeCgroup(dir); err != nil {
+			t.Errorf("removing cgroup %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// NewCgroup creates a cgroup with a fresh name under parent, removed at
+// cleanup.
+func NewCgroup(t T, parent string) string {
+	t.Helper()
+	return Cgroup(t, filepath.Join(parent, "socksplice-test-cg-"+suffix()))
+}
+
+// removeCgroup removes the cgroup directory dir; one already gone is
+// fine.
+func removeCgroup(dir string) error {
+	var err error
 	for i := 0; i < 50; i++ {
-		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return
+		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond) // exiting processes leave the cgroup asynchronously
 	}
-}
-
-func (c *Container) killAll() {
-	c.mu.Lock()
-	procs := c.procs
-	c.procs = nil
-	c.mu.Unlock()
-	for _, p := range procs {
-		p.Kill()
-	}
+	return err
 }
 
 func (c *Container) result(n *Network) *current.Result {

@@ -89,6 +89,7 @@ type Helper struct {
 	Spec   any
 	Prefix []string // argv before the binary, e.g. {"taskset", "-c", "1"}
 	Ready  bool     // wait until the role called ready
+	Cgroup string   // the cgroup directory it is born in; empty: the container's
 }
 
 // StartHelper re-executes this binary in c as h.Role. The process is
@@ -107,8 +108,12 @@ func (c *Container) StartHelper(t T, h Helper) (*Proc, error) {
 	if testing.Testing() {
 		argv = append(argv, "-test.run=^$") // no tests, should HelperMain not be reached
 	}
+	cgroup := h.Cgroup
+	if cgroup == "" {
+		cgroup = c.Cgroup
+	}
 	var stdout io.Reader
-	p, err := c.Exec(t, argv, func(cmd *exec.Cmd) (err error) {
+	p, err := c.exec(t, cgroup, argv, func(cmd *exec.Cmd) (err error) {
 		cmd.Env = append(os.Environ(), roleEnv+"="+h.Role, specEnv+"="+string(spec))
 		stdout, err = cmd.StdoutPipe()
 		return err
@@ -128,6 +133,26 @@ func (c *Container) StartHelper(t T, h Helper) (*Proc, error) {
 	return p, nil
 }
 
+func init() {
+	Register("idle", func(_ struct{}, ready func()) (struct{}, error) {
+		ready()
+		time.Sleep(time.Hour) // until killed at cleanup
+		return struct{}{}, nil
+	})
+}
+
+// StartIdle starts a helper that sits in c's netns, born in the cgroup
+// directory cgroup (empty: c's), until it is killed at cleanup. It is in
+// the netns when StartIdle returns.
+func (c *Container) StartIdle(t T, cgroup string) *Proc {
+	t.Helper()
+	p, err := c.StartHelper(t, Helper{Role: "idle", Ready: true, Cgroup: cgroup})
+	if err != nil {
+		t.Fatalf("starting an idle process in %s: %v", c.ID, err)
+	}
+	return p
+}
+
 // Proc is a process running in a container.
 type Proc struct {
 	cmd      *exec.Cmd
@@ -142,10 +167,18 @@ type Proc struct {
 // Exec starts argv in c's netns and cgroup (born there, so a sock_ops
 // program attached to the cgroup sees its sockets). setup may set the
 // environment and stdout before the start; stderr is kept for Stderr. The
-// process is killed, by PID, at cleanup if it still runs.
+// process is killed, by PID, and reaped at cleanup if it still runs,
+// before the cleanups registered ahead of Exec's run (its container's, or
+// those of a cgroup made for it), since cleanups run last first.
 func (c *Container) Exec(t T, argv []string, setup func(*exec.Cmd) error) (*Proc, error) {
 	t.Helper()
-	cg, err := os.Open(c.Cgroup)
+	return c.exec(t, c.Cgroup, argv, setup)
+}
+
+// exec is Exec born in the cgroup directory cgroup.
+func (c *Container) exec(t T, cgroup string, argv []string, setup func(*exec.Cmd) error) (*Proc, error) {
+	t.Helper()
+	cg, err := os.Open(cgroup)
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +195,14 @@ func (c *Container) Exec(t T, argv []string, setup func(*exec.Cmd) error) (*Proc
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
+	t.Cleanup(func() {
+		p.Kill()
+		go p.Wait()
+		select { // a grandchild holding stderr open must not hang the cleanup
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+	})
 	return p, nil
 }
 

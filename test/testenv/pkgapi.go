@@ -3,8 +3,9 @@
 
 package testenv
 
-// Everything the package takes from socksplice's own packages is here, so
-// that it is repointed in one place when they move.
+// What the suites take from socksplice's own packages is here, so that it
+// is repointed in one place when they move; the node a package test gets
+// is in node.go.
 
 import (
 	"errors"

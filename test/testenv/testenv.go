@@ -9,8 +9,9 @@
 // creates is removed at cleanup, also when the test fails; the demo and
 // the benchmark use it outside "go test" through Main and Try.
 //
-// Only pkgapi.go imports socksplice's own packages, so that the package
-// can serve their external tests.
+// Only pkgapi.go and node.go import socksplice's own packages; the
+// packages testenv imports (pkg/cgroup, pkg/counters, pkg/node,
+// pkg/selftest and theirs) use it from external tests (package x_test).
 package testenv
 
 import (
@@ -115,7 +116,11 @@ func RemoveBinDir() {
 func PinDir(t T) string {
 	t.Helper()
 	dir := "/sys/fs/bpf/socksplice-test-" + suffix()
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("removing %s: %v", dir, err)
+		}
+	})
 	return dir
 }
 

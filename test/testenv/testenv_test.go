@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,49 @@ func TestHelperInContainer(t *testing.T) {
 
 	if _, err := c.StartHelper(t, testenv.Helper{Role: "nobody", Ready: true}); err == nil {
 		t.Errorf("an unknown role got ready")
+	}
+}
+
+// TestHelperInCgroup: a helper born in a cgroup below its container's
+// runs there, an idle one is in the container's netns when StartIdle
+// returns, and both are gone before that cgroup is removed at cleanup
+// (which fails the test otherwise).
+func TestHelperInCgroup(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := testenv.NewContainer(t, "cg")
+	sub := testenv.Cgroup(t, filepath.Join(c.Cgroup, "sub"))
+
+	p, err := c.StartHelper(t, testenv.Helper{Role: "probe", Cgroup: sub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w where
+	if err := p.Result(&w, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if want := c.CgroupRel + "/sub"; w.Cgroup != want {
+		t.Errorf("helper ran in cgroup %q, want %s", w.Cgroup, want)
+	}
+
+	c.StartIdle(t, sub)
+	b, err := os.ReadFile(filepath.Join(sub, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := strings.Fields(string(b))
+	if len(pids) != 1 {
+		t.Fatalf("%s holds processes %v, want the idle one only", sub, pids)
+	}
+	in, err := os.Stat("/proc/" + pids[0] + "/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.Stat(c.Netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(in, want) {
+		t.Errorf("the idle process is not in %s's netns when StartIdle returns", c.ID)
 	}
 }
 
