@@ -14,14 +14,10 @@ repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 say() { printf 'vm-bench: %s\n' "$*" >&2; }
 
-kdir=$("$repo/kernel/build.sh")
 bin=$repo/bin/vm-bench
-rm -rf "$bin"
-mkdir -p "$bin/cni"
-"$here/modules.sh" "$kdir" "$bin"
-say "building the benchmark and the plugins"
+kdir=$("$here/prepare.sh" "$bin")
+say "building the benchmark"
 CGO_ENABLED=0 go build -o "$bin/socksplice-bench" ./test/bench
-"$here/plugins.sh" "$bin/cni"
 
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(-runs 3 -enroll 20)

@@ -15,13 +15,10 @@ repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 say() { printf 'vm-test: %s\n' "$*" >&2; }
 
-kdir=$("$repo/kernel/build.sh")
 bin=$repo/bin/vm
-rm -rf "$bin"
-mkdir -p "$bin/cni"
-"$here/modules.sh" "$kdir" "$bin"
+kdir=$("$here/prepare.sh" "$bin")
 
-say "building test binaries and plugins"
+say "building test binaries"
 pkgs=("$@")
 # Default: every package with tests but the benchmark's (its tests are the
 # report's unit tests; make vm-bench runs the tool itself).
@@ -32,7 +29,6 @@ fi
 for p in "${pkgs[@]}"; do
 	CGO_ENABLED=0 go test -c -tags vmtest -o "$bin/$(echo "$p" | tr / _).test" "./$p"
 done
-"$here/plugins.sh" "$bin/cni"
 
 start=$(date +%s)
 set +e

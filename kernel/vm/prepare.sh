@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# What every guest run needs from the host, into a fresh DIR: the test
+# kernel (built or reused; DEBUG=1 for the lockdep/KASAN one), the modules
+# built against it (DIR/module, DIR/testmod), and socksplice with the
+# reference plugins it chains after (DIR/cni), so the guest needs no Go
+# toolchain. Prints the kernel's cache directory.
+#
+#   kernel/vm/prepare.sh DIR
+set -euo pipefail
+dir=$1
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.."
+kdir=$(kernel/build.sh)
+rm -rf "$dir"
+mkdir -p "$dir/cni"
+"$here/modules.sh" "$kdir" "$dir"
+printf 'prepare: building socksplice and the reference plugins\n' >&2
+CGO_ENABLED=0 go build -o "$dir/cni/" ./plugin \
+	github.com/containernetworking/plugins/plugins/main/bridge \
+	github.com/containernetworking/plugins/plugins/ipam/host-local \
+	github.com/containernetworking/plugins/plugins/main/loopback
+mv "$dir/cni/plugin" "$dir/cni/socksplice"
+echo "$kdir"
