@@ -48,8 +48,6 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 		ss_count(abi_mismatch, 1);
 		return -EPROTO;
 	}
-	if (args->flags)	/* none defined yet */
-		return -EINVAL;
 	if (!sk || !sk_fullsock(sk) ||
 	    sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
 		return -EINVAL;

@@ -64,7 +64,7 @@ enum ss_policy_flags {
  */
 struct bpf_sock_splice_args {
 	__u32 abi_version;	/* SS_ABI_VERSION of the program */
-	__u32 flags;		/* none defined: must be 0 */
+	__u32 flags;		/* none yet: a flag comes with a new version */
 	__u64 self_netns;
 	__u64 peer_netns;
 	__u32 local_ip[4];	/* IPv6 or v4-mapped, network order */
