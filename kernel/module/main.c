@@ -135,7 +135,12 @@ MODULE_PARM_DESC(abi_version, "SS_ABI_VERSION: the bpf_sock_splice_args layout t
 
 static int __init ss_init(void)
 {
-	return register_btf_kfunc_id_set(BPF_PROG_TYPE_SOCK_OPS, &ss_kfunc_set);
+	int err = register_btf_kfunc_id_set(BPF_PROG_TYPE_SOCK_OPS, &ss_kfunc_set);
+
+	/* Before 6.15 the verifier has no kfunc hook for sock_ops programs. */
+	if (err == -EINVAL)
+		pr_err("socksplice: this kernel cannot call module kfuncs from sock_ops programs (needs Linux 6.15)\n");
+	return err;
 }
 
 static void __exit ss_exit(void)

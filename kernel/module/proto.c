@@ -14,6 +14,7 @@
 #include <net/tcp.h>
 #include <net/transp_v6.h>
 
+#include "compat.h"
 #include "socksplice.h"
 
 struct ss_family ss_fam[SS_NFAM];
@@ -81,7 +82,7 @@ static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 	/* The ring copies, so MSG_ZEROCOPY completes at once, reported as
 	 * copied: what TCP reports on loopback. */
 	if ((msg->msg_flags & MSG_ZEROCOPY) && sock_flag(sk, SOCK_ZEROCOPY)) {
-		uarg = msg_zerocopy_realloc(sk, len, NULL);
+		uarg = ss_zerocopy_realloc(sk, len);
 		if (!uarg) {
 			release_sock(sk);
 			return -ENOBUFS;
@@ -313,12 +314,12 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 	if (ss == &ss_listener_mark)
 		ss = NULL;
 	if (flags & MSG_ERRQUEUE)
-		return tcp_prot.recvmsg(sk, msg, len, flags, addr_len);
+		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
 	if (flags & MSG_OOB) {
 		struct ss_sock *ps = ss_paired(sk);
 
 		if (!ps)
-			return tcp_prot.recvmsg(sk, msg, len, flags, addr_len);
+			return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
 		return ss_recv_oob(sk, ps, msg, len, flags);
 	}
 	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
@@ -329,7 +330,7 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 	}
 	ss = ss_paired(sk);
 	if (!ss)
-		return tcp_prot.recvmsg(sk, msg, len, flags, addr_len);
+		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
 
 	r = ss->pair->ring[ss->side];
 	lock_sock(sk);
@@ -505,13 +506,26 @@ static ssize_t ss_splice_read(struct socket *sock, loff_t *ppos,
 	return ss_fam[ss_family_of(sock->sk)].base_ops->splice_read(sock, ppos, pipe, len, flags);
 }
 
+#if !SS_RECVMSG_ADDR_LEN
+static int ss_recvmsg_noaddr(struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	int addr_len = 0;
+
+	return ss_recvmsg(sk, msg, len, flags, &addr_len);
+}
+#endif
+
 /* ---- building the copies ---- */
 
 static void ss_build(struct ss_family *f)
 {
 	f->prot = *f->base_prot;
 	f->prot.sendmsg = ss_sendmsg;
+#if SS_RECVMSG_ADDR_LEN
 	f->prot.recvmsg = ss_recvmsg;
+#else
+	f->prot.recvmsg = ss_recvmsg_noaddr;
+#endif
 	f->prot.ioctl = ss_ioctl;
 	f->prot.sock_is_readable = ss_sock_is_readable;
 	f->prot.close = ss_close;

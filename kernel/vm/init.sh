@@ -23,6 +23,15 @@ mount --bind /tmp/out "$out" 2>/dev/null || mount -t 9p -o trans=virtio,version=
 work=$(sed -n 's/.*socksplice\.work=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p "$work" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose,ro work "$work"
+# A stock kernel's modules (veth, bridge and the like): the kernel's
+# request_module runs a modprobe that looks in the image's tree (the host
+# has no /lib/modules to mount it on).
+mods=$(sed -n 's/.*socksplice\.modules=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$mods" ]; then
+	printf '#!/bin/sh\nexec /sbin/modprobe -d %s "$@"\n' "$mods" >/tmp/modprobe
+	chmod +x /tmp/modprobe
+	echo /tmp/modprobe >/proc/sys/kernel/modprobe
+fi
 ip link set lo up
 echo "guest: $(uname -r), $(nproc) CPUs, $(sed -n 's/MemTotal: *//p' /proc/meminfo)"
 sh /tmp/out/cmd.sh </dev/null

@@ -44,6 +44,14 @@ cp "$script" "$out/script.sh" # the guest's /tmp is its own tmpfs
 	printf '\n'
 } >"$out/cmd.sh"
 
+# A stock kernel (kernel/debian/kernel.sh) brings an initramfs for its 9p
+# modules, and the rest of its modules for the guest's modprobe.
+initrd=() modules=
+if [ -f "$kdir/initrd" ]; then
+	initrd=(-initrd "$kdir/initrd")
+	modules=" socksplice.modules=$kdir/root"
+fi
+
 accel=tcg
 [ "${VM_ACCEL:-}" = kvm ] && accel=kvm
 # Under TCG a guest now and then hangs in early boot (RCU stalls, a vCPU's
@@ -58,8 +66,8 @@ for attempt in 1 2 3; do
 	timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
 		-machine pc,accel=$accel -cpu max -m 4G -smp 2,sockets=2,cores=1,threads=1 \
 		-nographic -no-reboot -serial mon:stdio -display none \
-		-kernel "$kdir/bzImage" \
-		-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out socksplice.work=$PWD" \
+		-kernel "$kdir/bzImage" "${initrd[@]}" \
+		-append "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=1048576,cache=loose ro init=$here/init.sh panic=-1 tsc=reliable loglevel=4 socksplice.out=$out socksplice.work=$PWD$modules" \
 		-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
 		-device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
 		-fsdev local,id=work,path="$PWD",security_model=none,readonly=on,multidevs=remap \

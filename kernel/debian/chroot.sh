@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# A minimal Debian SUITE (trixie, bookworm) root made with debootstrap and
+# cached under $SOCKSPLICE_CACHE (default ~/.cache/socksplice): what a node
+# of that release has to build the module with DKMS (its gcc, make, dkms,
+# pahole, kmod) and its own apt, which fetches the release's kernels and
+# headers without touching this machine's apt setup. Prints its directory.
+#
+#   kernel/debian/chroot.sh SUITE
+#   kernel/debian/chroot.sh --run SUITE CMD...   (CMD inside it, /proc mounted)
+set -euo pipefail
+say() { printf 'chroot: %s\n' "$*" >&2; }
+
+run=
+if [ "${1:-}" = --run ]; then
+	run=1
+	shift
+fi
+suite=${1:?usage: $0 [--run] SUITE [CMD...]}
+shift
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# What building and packaging the module needs on a node of the release.
+pkgs=dkms,gcc,make,libc6-dev,dwarves,kmod,xz-utils,ca-certificates,debhelper,fakeroot,dpkg-dev
+case $suite in
+trixie) pkgs=$pkgs,dh-dkms ;; # bookworm's dkms ships dh_dkms itself
+esac
+cache=${SOCKSPLICE_CACHE:-$HOME/.cache/socksplice}
+dir=$cache/chroot-$suite
+key=$(printf '%s %s' "$mirror" "$pkgs" | sha256sum | cut -c1-12)
+
+if [ ! -f "$dir/.socksplice-$key" ]; then
+	command -v debootstrap >/dev/null || { say "debootstrap missing: apt-get install debootstrap"; exit 1; }
+	rm -rf "$dir" "$dir.partial"
+	say "debootstrap $suite into $dir.partial (about a minute)"
+	debootstrap --variant=minbase --include="$pkgs" "$suite" "$dir.partial" "$mirror" >&2
+	{
+		echo "deb $mirror $suite main"
+		echo "deb $mirror $suite-updates main"
+		echo "deb $mirror $suite-backports main"
+		echo "deb ${mirror%/debian}/debian-security $suite-security main"
+	} >"$dir.partial/etc/apt/sources.list"
+	: >"$dir.partial/.socksplice-$key"
+	mv "$dir.partial" "$dir"
+fi
+[ -n "$run" ] || { echo "$dir"; exit 0; }
+
+# Run CMD inside: the node's resolver, /proc (objtool of 7.x reads it);
+# unmounted again whatever CMD does.
+cp /etc/resolv.conf "$dir/etc/resolv.conf"
+mountpoint -q "$dir/proc" || mount -t proc proc "$dir/proc"
+trap 'umount "$dir/proc" 2>/dev/null || true' EXIT
+chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+	DEBIAN_FRONTEND=noninteractive "$@"
