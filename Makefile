@@ -7,9 +7,12 @@
 #   make test       unit, integration and semantics tests (root; they create
 #                   netns, bridges, cgroups and load BPF)
 #   make semantics  print the socket-semantics matrix
-#   make vm-test    the suites inside the test kernel under QEMU (DEBUG=1:
-#                   lockdep/KASAN variant; PKGS="test/e2e" for a subset;
-#                   SOAK=10m for the splice soak's full length, default 2m)
+#   make vm-test    the suites inside a QEMU guest: KERNEL=test (default,
+#                   the patched test kernel; DEBUG=1: lockdep/KASAN),
+#                   KERNEL=debian-new (Debian's newest stock kernel, module
+#                   by DKMS), debian-6.12 / debian-6.1 (fallback smoke);
+#                   PKGS="test/e2e" for a subset; SOAK=10m for the splice
+#                   soak's full length, default 2m)
 #   make bench      every path side by side: results/bench/bench.{json,md}
 #                   and PNG charts (root; about 6 min)
 #   make bench-quick  a short subset (CI smoke: fails only if a path
@@ -71,10 +74,11 @@ semantics:
 kernel:
 	DEBUG=$(DEBUG) kernel/build.sh
 
-# The suites inside a QEMU (TCG) guest running the test kernel. PKGS picks
-# packages, RUN a -test.run pattern, SOAK the splice soak's length.
+# The suites inside a QEMU (TCG) guest running KERNEL (kernel/vm/prepare.sh).
+# PKGS picks packages, RUN a -test.run pattern, SOAK the splice soak's length.
+KERNEL ?= test
 vm-test:
-	DEBUG=$(DEBUG) SOCKSPLICE_SOAK=$(SOAK) SOCKSPLICE_TEST_RUN='$(RUN)' kernel/vm/test.sh $(PKGS)
+	KERNEL=$(KERNEL) DEBUG=$(DEBUG) SOCKSPLICE_SOAK=$(SOAK) SOCKSPLICE_TEST_RUN='$(RUN)' kernel/vm/test.sh $(PKGS)
 
 # The benchmark (test/bench): BENCH_ARGS passes flags, e.g. "-runs 9".
 bench: build
@@ -86,7 +90,7 @@ bench-quick: build
 	$(BIN)/socksplice-bench -quick $(BENCH_ARGS)
 
 vm-bench:
-	kernel/vm/bench.sh $(BENCH_ARGS)
+	KERNEL=$(KERNEL) kernel/vm/bench.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -144,10 +144,15 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	// The runtime keeps the plugin's stderr in its log: the one place an
+	// operator sees why a container is not on the fast path.
 	switch {
 	case d.Engine == engine.Off:
 		logf("network %s: mode %s runs plain TCP on this node: %s", c.Name, c.Mode, d.Reason)
-	case d.Engine == engine.Sockmap && c.BusyPollUs != 0:
+	case d.Engine != engine.Splice && c.Mode == conf.ModeAuto:
+		logf("network %s: mode auto uses the %s engine on this node: %s", c.Name, d.Engine, d.Reason)
+	}
+	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
 	}
 	// Off is recorded too (nothing is enrolled), for CHECK and STATUS.
@@ -299,7 +304,14 @@ func printStatus(args []string) int {
 		Attachments   []attachment    `json:"attachments"`
 		Counters      counters.Totals `json:"counters"`
 		Kernel        engine.Features `json:"kernel"`
+		// Why mode auto cannot pick the splice engine here (and mode
+		// splice fails ADD): empty where it can.
+		SpliceUnavailable string `json:"spliceUnavailable,omitempty"`
 	}{PinDir: dir, Meta: metadata{meta, verdicts}, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: f, Attachments: []attachment{}}
+	var unavail *engine.ErrUnavailable
+	if _, err := engine.Decide(engine.Splice, f, o, ""); errors.As(err, &unavail) {
+		out.SpliceUnavailable = unavail.Why
+	}
 	for k, r := range recs {
 		a := attachment{NetnsCookie: r.Netns, Engine: r.Engine()}
 		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)

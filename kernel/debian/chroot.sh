@@ -7,7 +7,7 @@
 # headers without touching this machine's apt setup. Prints its directory.
 #
 #   kernel/debian/chroot.sh SUITE
-#   kernel/debian/chroot.sh --run SUITE CMD...   (CMD inside it, /proc mounted)
+#   kernel/debian/chroot.sh --run SUITE CMD...   (CMD inside it)
 set -euo pipefail
 say() { printf 'chroot: %s\n' "$*" >&2; }
 
@@ -44,10 +44,10 @@ if [ ! -f "$dir/.socksplice-$key" ]; then
 fi
 [ -n "$run" ] || { echo "$dir"; exit 0; }
 
-# Run CMD inside: the node's resolver, /proc (objtool of 7.x reads it);
-# unmounted again whatever CMD does.
+# Run CMD inside with the node's resolver and a /proc (objtool of 7.x reads
+# it), mounted in a mount namespace of its own: it goes when CMD ends, and
+# runs side by side cannot unmount each other's.
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
-mountpoint -q "$dir/proc" || mount -t proc proc "$dir/proc"
-trap 'umount "$dir/proc" 2>/dev/null || true' EXIT
-chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+exec unshare --mount --propagation private --pid --fork --mount-proc="$dir/proc" \
+	chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
 	DEBIAN_FRONTEND=noninteractive "$@"

@@ -31,11 +31,22 @@ failures() {
 		}
 	}' "$1" | head -120
 }
+echo "guest: $(uname -a)"
 marker="socksplice-vm: tests begin $$"
 echo "$marker" >/dev/kmsg
+# A kernel the module cannot serve (SOCKSPLICE_MODULE_REQUIRED=0: stock
+# 6.12, 6.1) runs without it; the suites then check the fallback.
 for m in testmod/socksplice_testmod.ko module/socksplice.ko; do
-	if ! /bin/busybox insmod "$bin/$m"; then
-		echo "FAIL: insmod $m"
+	d=$bin/$(dirname "$m")
+	if [ ! -f "$bin/$m" ]; then
+		echo "vm: no $(basename "$m"): $(cat "$d/dkms-skip" "$d/build-failed" 2>/dev/null)"
+	elif /bin/busybox insmod "$bin/$m"; then
+		continue
+	else
+		echo "vm: insmod $m failed; the kernel says: $(dmesg | grep -i socksplice | tail -2)"
+	fi
+	if [ "${SOCKSPLICE_MODULE_REQUIRED:-1}" = 1 ]; then
+		echo "FAIL: $m is required on this kernel"
 		status=1
 	fi
 done
@@ -55,6 +66,16 @@ for p in "$@"; do
 	fi
 	cp "$log" "$SOCKSPLICE_RESULTS/vm-$name.log" 2>/dev/null
 done
+# What auto picked here, as the suites' self-test saw it.
+grep -h -o 'auto on this node: .*' "$OUT"/*.log 2>/dev/null | sort -u | head -3
+# Taints other than an out-of-tree (O, 4096) or unsigned (E, 8192)
+# module's mean the kernel met a problem.
+taint=$(cat /proc/sys/kernel/tainted)
+echo "vm: kernel taint $taint"
+if [ $((taint & ~(4096 | 8192))) -ne 0 ]; then
+	echo "FAIL: the kernel is tainted $taint (beyond out-of-tree/unsigned modules)"
+	status=1
+fi
 # Only what the kernel logged since the tests began counts: the debug
 # kernel's boot banner itself says "RCU lockdep checking is enabled". If
 # the ring buffer has wrapped past the marker, all of it is from the tests.

@@ -1,26 +1,54 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build the out-of-tree modules against a cached test kernel tree:
-# DIR/module/socksplice.ko (the splice engine) and
-# DIR/testmod/socksplice_testmod.ko (the kfunc smoke test).
+# Build the out-of-tree modules for a guest kernel: DIR/module/socksplice.ko
+# (the splice engine) and DIR/testmod/socksplice_testmod.ko (the kfunc smoke
+# test). KERNEL_DIR is the test kernel's cache directory (build tree in
+# tree/) or a stock kernel's from kernel/debian/kernel.sh, whose modules
+# build in its release's root against its installed headers, with its
+# compiler, as on a node; there socksplice.ko comes from the DKMS package
+# (kernel/dkms/install-test.sh), and where DKMS excludes the kernel,
+# DIR/module/dkms-skip says why.
 #
 #   kernel/vm/modules.sh KERNEL_DIR DIR
 set -euo pipefail
 kdir=$1
 dir=$(realpath -m "$2") # make M= wants an absolute path
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+say() { printf 'modules: %s\n' "$*" >&2; }
+
+stock=
+if [ -f "$kdir/chroot" ]; then
+	stock=1
+	ch=$(cat "$kdir/chroot")
+	release=$(cat "$kdir/release")
+	suite=$(basename "$ch")
+	suite=${suite#chroot-}
+fi
 # The modules include the ABI header as <socksplice/abi.h> from ../include.
-mkdir -p "$dir"
-rm -rf "${dir:?}/include"
-cp -r "$repo/kernel/include" "$dir/include"
+src=$dir
+[ -z "$stock" ] || src=$ch/usr/src/socksplice-vm
+mkdir -p "$dir" "$src"
+rm -rf "${src:?}/include"
+cp -r "$repo/kernel/include" "$src/include"
 for m in module:kernel/module testmod:kernel/testmod/module; do
 	name=${m%%:*}
-	src=$repo/${m#*:}
-	printf 'modules: building %s against %s/tree\n' "$src" "$kdir" >&2
-	rm -rf "${dir:?}/$name"
-	mkdir -p "$dir/$name"
-	cp "$src"/*.c "$src"/Kbuild "$dir/$name/"
-	[ -z "$(ls "$src"/*.h 2>/dev/null)" ] || cp "$src"/*.h "$dir/$name/"
-	# Warnings are errors: the module is ours to keep clean.
-	make -s -C "$kdir/tree" M="$dir/$name" KCFLAGS=-Werror modules >&2
+	from=$repo/${m#*:}
+	rm -rf "${src:?}/$name" "${dir:?}/$name"
+	mkdir -p "$src/$name" "$dir/$name"
+	cp "$from"/*.c "$from"/Kbuild "$src/$name/"
+	[ -z "$(ls "$from"/*.h 2>/dev/null)" ] || cp "$from"/*.h "$src/$name/"
+	if [ -z "$stock" ]; then
+		say "building $from against $kdir/tree"
+		# Warnings are errors: the module is ours to keep clean.
+		make -s -C "$kdir/tree" M="$dir/$name" KCFLAGS=-Werror modules >&2
+		continue
+	fi
+	say "building $from against linux-headers-$release in $ch"
+	if "$repo/kernel/debian/chroot.sh" --run "$suite" make -s -C "/lib/modules/$release/build" \
+		M="/usr/src/socksplice-vm/$name" KCFLAGS=-Werror modules >&2; then
+		cp "$src/$name"/*.ko "$dir/$name/"
+	else
+		say "$name does not build for $release"
+		echo "$name does not build against linux-headers-$release (see the compiler's message above)" >"$dir/$name/build-failed"
+	fi
 done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# What every guest run needs from the host, into a fresh DIR: the test
-# kernel (built or reused; DEBUG=1 for the lockdep/KASAN one), the modules
+# What every guest run needs from the host, into a fresh DIR: the kernel
+# (KERNEL=test, the default: the project's patched test kernel, built or
+# reused, DEBUG=1 for its lockdep/KASAN variant; KERNEL=debian-new,
+# debian-6.12, debian-6.1: a Debian stock kernel, unmodified), the modules
 # built against it (DIR/module, DIR/testmod), and socksplice with the
 # reference plugins it chains after (DIR/cni), so the guest needs no Go
 # toolchain. Prints the kernel's cache directory.
@@ -11,7 +13,14 @@ set -euo pipefail
 dir=$1
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
-kdir=$(kernel/build.sh)
+case ${KERNEL:-test} in
+test) kdir=$(kernel/build.sh) ;;
+debian-*)
+	[ "${DEBUG:-}" != 1 ] || { echo "prepare: DEBUG=1 is the test kernel's variant (KERNEL=test)" >&2; exit 2; }
+	kdir=$(kernel/debian/kernel.sh "$KERNEL")
+	;;
+*) echo "prepare: unknown KERNEL=$KERNEL (test, debian-new, debian-6.12, debian-6.1)" >&2; exit 2 ;;
+esac
 rm -rf "$dir"
 mkdir -p "$dir/cni"
 "$here/modules.sh" "$kdir" "$dir"

@@ -59,10 +59,12 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 		return Decision{}, fmt.Errorf("unknown mode %q", mode)
 	}
 
-	// Only a node with the module loaded says why splice was not picked:
-	// elsewhere that is the normal case, not news.
+	// Auto says why it did not pick splice, also where the module is
+	// missing: that is what an operator installing it needs to read.
 	var why string
-	if spliceReady(f, o) == nil {
+	if err := spliceReady(f, o); err != nil {
+		why = "splice engine not available (" + err.Error() + "); "
+	} else {
 		d, err := Verdict(Splice, f, o, exe)
 		if err != nil || d.Engine == Splice {
 			return d, err
@@ -77,8 +79,11 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 // spliceReady returns why the splice engine cannot run, or nil. Without
 // node objects (o nil) the kfuncs alone decide.
 func spliceReady(f Features, o *node.Objects) error {
+	if !f.SpliceKfunc && !f.SockOpsKfuncs {
+		return fmt.Errorf("kernel %s cannot call module kfuncs from sock_ops programs (needs 6.15), so the %s module cannot serve it", f.Kernel, sbpf.SpliceModule)
+	}
 	if !f.SpliceKfunc {
-		return fmt.Errorf("the kernel has no %s kfunc (the %s kernel module is not loaded)", sbpf.SpliceKfuncPair, sbpf.SpliceModule)
+		return fmt.Errorf("the %s kernel module is not loaded (no %s kfunc): install socksplice-dkms, then modprobe %s", sbpf.SpliceModule, sbpf.SpliceKfuncPair, sbpf.SpliceModule)
 	}
 	// Also where a splice program is pinned: the module may have been
 	// replaced by another release since.

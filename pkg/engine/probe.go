@@ -12,6 +12,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
@@ -27,6 +28,9 @@ type Features struct {
 	SockHash    bool   `json:"sockHash"`
 	CgroupRoot  string `json:"cgroupRoot,omitempty"`
 	SpliceKfunc bool   `json:"spliceKfunc"` // both of the splice engine's kfuncs
+	// SockOpsKfuncs: the kernel lets sock_ops programs call kfuncs, which
+	// the splice module needs (mainline 6.15).
+	SockOpsKfuncs bool `json:"sockOpsKfuncs"`
 	// SpliceABI says why the loaded module cannot run this build's splice
 	// program (another SS_ABI_VERSION); empty when it can or is absent.
 	SpliceABI string `json:"spliceABIMismatch,omitempty"`
@@ -46,12 +50,26 @@ func Probe() Features {
 		f.CgroupRoot = root
 	}
 	f.SpliceKfunc = node.HaveSpliceKfuncs()
+	f.SockOpsKfuncs = f.SpliceKfunc || haveSockOpsKfuncs()
 	if f.SpliceKfunc {
 		if err := node.SpliceABIError(); err != nil {
 			f.SpliceABI = err.Error()
 		}
 	}
 	return f
+}
+
+// sockOpsHookKfunc came with the kernel's sock_ops kfunc hook (6.15): its
+// presence in vmlinux BTF says a module's sock_ops kfuncs can register.
+const sockOpsHookKfunc = "bpf_sock_ops_enable_tx_tstamp"
+
+func haveSockOpsKfuncs() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	return spec.TypeByName(sockOpsHookKfunc, &fn) == nil
 }
 
 // SockmapReady returns why the sockmap engine cannot run, or nil.

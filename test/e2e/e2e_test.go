@@ -4,17 +4,9 @@
 package e2e
 
 import (
-	"errors"
 	"net/netip"
-	"strings"
 	"testing"
 
-	"github.com/containernetworking/cni/pkg/types"
-
-	sbpf "github.com/socksplice/socksplice/bpf"
-	"github.com/socksplice/socksplice/pkg/cgroup"
-	"github.com/socksplice/socksplice/pkg/enroll"
-	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/testenv"
 )
 
@@ -52,32 +44,5 @@ func TestModeOffCarriesOnVeth(t *testing.T) {
 	t.Logf("mode off: veth %s carried %d B, %s %d B for %d B each way", m.Veths[0], v[0], m.Veths[1], v[1], payload)
 	if v[0] < 2*payload || v[1] < 2*payload {
 		t.Errorf("veths carried %d and %d bytes, want >= %d each (payload both ways)", v[0], v[1], 2*payload)
-	}
-}
-
-// TestSpliceUnavailable: without the socksplice module, ADD with mode
-// splice fails with code 100 naming the missing kfunc and enrolls nothing.
-func TestSpliceUnavailable(t *testing.T) {
-	testenv.RequireRoot(t)
-	if node.HaveSpliceKfuncs() {
-		t.Skip("SKIP: the kernel has the splice kfuncs (socksplice module loaded); splice_test.go (vmtest) covers the engine")
-	}
-	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.224.0.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "splice"}})
-	c := testenv.NewContainer(t, "a")
-	_, err := n.Add(t, c)
-	var ce *types.Error
-	if !errors.As(err, &ce) || ce.Code != 100 || !strings.Contains(ce.Msg, sbpf.SpliceKfuncPair) {
-		t.Fatalf("ADD with mode splice: %v, want CNI error 100 naming %s", err, sbpf.SpliceKfuncPair)
-	}
-	t.Logf("code %d: %s", ce.Code, ce.Msg)
-	if ids, _ := cgroup.AttachedIDs(c.Cgroup); len(ids) != 0 {
-		t.Errorf("programs attached after a refused ADD: %v", ids)
-	}
-	if o, err := node.Open(n.PinDir); err == nil {
-		recs, _ := enroll.Records(o)
-		if o.Splice != nil || len(recs) != 0 {
-			t.Errorf("after a refused ADD: splice program %v, %d attachments; want none", o.Splice, len(recs))
-		}
-		o.Close()
 	}
 }

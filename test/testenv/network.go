@@ -6,12 +6,15 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 )
 
 // NetOpts shapes a test network.
@@ -145,6 +148,13 @@ func (n *Network) add(t T, c *Container, withCgroup bool) (*current.Result, erro
 	c.results[n.Name] = r
 	c.mu.Unlock()
 	return r, nil
+}
+
+// LogTo also copies what the network's plugins write to stderr (the
+// runtime's log of ADD, DEL, ...) to w.
+func (n *Network) LogTo(t T, w io.Writer) {
+	ex := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.MultiWriter(os.Stderr, w)}, PluginDecoder: version.PluginDecoder{}}
+	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, ex)
 }
 
 // MustAdd is Add that fails the test on error.
