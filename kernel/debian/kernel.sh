@@ -63,8 +63,10 @@ if [ ! -f "$out/initrd" ]; then
 		! inch apt-cache show "$p-$release" >/dev/null 2>&1 || debs+=("$p-$release")
 	done
 	say "downloading ${debs[*]}"
-	inch sh -c "rm -rf /tmp/debs && mkdir /tmp/debs && cd /tmp/debs && apt-get download -qq ${debs[*]}" >&2
-	cp "$ch"/tmp/debs/*.deb "$out.partial/debs/"
+	dl=/tmp/socksplice-debs-$$
+	inch sh -c "rm -rf $dl && mkdir $dl && cd $dl && apt-get download -qq ${debs[*]}" >&2
+	mv "$ch$dl"/*.deb "$out.partial/debs/"
+	rmdir "$ch$dl"
 	for d in "$out.partial"/debs/*.deb; do dpkg-deb -x "$d" "$out.partial/root"; done
 	root=$out.partial/root
 	# Merged /usr: kmod on this host looks under lib/modules.

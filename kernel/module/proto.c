@@ -14,7 +14,6 @@
 #include <net/tcp.h>
 #include <net/transp_v6.h>
 
-#include "compat.h"
 #include "socksplice.h"
 
 struct ss_family ss_fam[SS_NFAM];

@@ -8,6 +8,9 @@
 #ifndef _SOCKSPLICE_H
 #define _SOCKSPLICE_H
 
+/* First: it stops the build with a clear message on too old a kernel. */
+#include "compat.h"
+
 #include <linux/cache.h>
 #include <linux/hashtable.h>
 #include <linux/percpu.h>
