@@ -5,7 +5,6 @@ package node_test
 
 import (
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,9 +23,10 @@ import (
 
 // loConn is the helper role "lo-conn": it reports its netns cookie and,
 // with Connect, first makes one loopback connection in its netns and sends
-// a byte over it.
+// a byte over it: plain TCP, or MPTCP on both ends with MPTCP.
 type loConn struct {
 	Connect bool
+	MPTCP   bool
 }
 
 func init() { testenv.Register("lo-conn", runLoConn) }
@@ -41,12 +41,12 @@ func runLoConn(x loConn, _ func()) (uint64, error) {
 	if err != nil || !x.Connect {
 		return cookie, err
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := testenv.ListenTCP("tcp4", "127.0.0.1:0", x.MPTCP)
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, err := testenv.Dialer(x.MPTCP).Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		return 0, err
 	}
@@ -80,15 +80,15 @@ func stubbedNode(t *testing.T) *node.Objects {
 
 // loopbackIn gives a netns of the test's own (a testenv container's) whose
 // connections are born in the cgroup dir. It returns the netns cookie and
-// a function that makes one loopback connection there and sends a byte
-// over it, each time in a helper process started for it in the netns and
-// dir.
-func loopbackIn(t *testing.T, dir string) (uint64, func()) {
+// a function that makes one loopback connection there (MPTCP on both ends
+// with mptcp, else plain TCP) and sends a byte over it, each time in a
+// helper process started for it in the netns and dir.
+func loopbackIn(t *testing.T, dir string) (uint64, func(mptcp bool)) {
 	t.Helper()
 	c := testenv.NewContainer(t, "lo")
-	run := func(connect bool) uint64 {
+	run := func(x loConn) uint64 {
 		t.Helper()
-		p, err := c.StartHelper(t, testenv.Helper{Role: "lo-conn", Spec: loConn{Connect: connect}, Cgroup: dir})
+		p, err := c.StartHelper(t, testenv.Helper{Role: "lo-conn", Spec: x, Cgroup: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,10 +98,10 @@ func loopbackIn(t *testing.T, dir string) (uint64, func()) {
 		}
 		return cookie
 	}
-	cookie := run(false)
-	return cookie, func() {
+	cookie := run(loConn{})
+	return cookie, func(mptcp bool) {
 		t.Helper()
-		if got := run(true); got != cookie {
+		if got := run(loConn{Connect: true, MPTCP: mptcp}); got != cookie {
 			t.Fatalf("the connection was made in netns %d, want %d", got, cookie)
 		}
 	}
@@ -144,7 +144,7 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		connectOnce()
+		connectOnce(false)
 		after, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)
