@@ -55,6 +55,7 @@ type AbiSsCounters struct {
 	SpliceRefused     uint64
 	SpliceListenFail  uint64
 	SpliceAbiMismatch uint64
+	Mptcp             uint64
 }
 
 type AbiSsDomainKey struct {

@@ -4,6 +4,9 @@
 package bpf
 
 import (
+	"bytes"
+	"os"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -82,5 +85,66 @@ func TestStampCoversBothObjects(t *testing.T) {
 	_SpliceBytes[len(_SpliceBytes)-1] ^= 1
 	if Stamp() == s {
 		t.Errorf("changing splice.o left the stamp unchanged")
+	}
+}
+
+// Both objects load on kernels whose tcp_sock has no is_mptcp (built
+// without CONFIG_MPTCP, as the project's test kernel) and on kernels that
+// would keep it as a one-bit field: CO-RE relocates the read against this
+// kernel's tcp_sock edited accordingly, and the verifier accepts it.
+func TestLoadsWhateverIsMPTCPIs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root (loads BPF)")
+	}
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tcp *btf.Struct
+	if err := kernel.TypeByName("tcp_sock", &tcp); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(tcp.Members, func(m btf.Member) bool { return m.Name == "is_mptcp" })
+	if i < 0 {
+		t.Skip("SKIP: this kernel's tcp_sock has no is_mptcp to edit")
+	}
+	for name, edit := range map[string]func(s *btf.Struct){
+		"absent": func(s *btf.Struct) { s.Members = slices.Delete(s.Members, i, i+1) },
+		"bitfield": func(s *btf.Struct) {
+			s.Members[i].Type = &btf.Int{Name: "u8", Size: 1}
+			s.Members[i].BitfieldSize = 1
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := btf.Copy(tcp).(*btf.Struct)
+			edit(s)
+			b, err := btf.NewBuilder([]btf.Type{s}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := b.Marshal(nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			types, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			main, err := LoadSocksplice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			splice, err := LoadSpliceStubbed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, spec := range []*ebpf.CollectionSpec{main, splice} {
+				coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: types}})
+				if err != nil {
+					t.Fatalf("tcp_sock.is_mptcp %s: %v", name, err)
+				}
+				coll.Close()
+			}
+		})
 	}
 }

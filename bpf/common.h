@@ -16,6 +16,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include <socksplice/abi.h>
 
 #define AF_INET 2
@@ -30,6 +31,10 @@ struct tcp_sock {
 	__u32 write_seq;
 	__u32 snd_nxt;
 	__u32 data_segs_out;
+	/* Absent without CONFIG_MPTCP. A bool in mainline; declared a
+	 * bitfield so that BPF_CORE_READ_BITFIELD reads a bool and a
+	 * one-bit field alike. */
+	__u8 is_mptcp:1;
 } __attribute__((preserve_access_index));
 
 union ss_slot counters[SS_MAX_CPUS];
@@ -121,6 +126,27 @@ static __always_inline struct ss_policy *enrolled(__u64 netns, __u32 engine)
 	return pol;
 }
 
+/* is_mptcp_subflow tells whether the socket is a TCP subflow of an MPTCP
+ * socket. The application reads through the MPTCP socket, which reassembles
+ * what its subflows receive: a subflow's payload must stay on its TCP
+ * queue, so it is never paired. On a kernel without MPTCP the field is
+ * absent and the check folds to 0 (the object loads there too). */
+static __always_inline int is_mptcp_subflow(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk;
+	struct tcp_sock *tp;
+
+	if (!bpf_core_field_exists(struct tcp_sock, is_mptcp))
+		return 0;
+	sk = skops->sk;
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return BPF_CORE_READ_BITFIELD(tp, is_mptcp);
+}
+
 /* A flow as this socket sees it, and the netns of the socket at its other end. */
 struct flow {
 	__u64 netns;     /* this socket's netns cookie */
@@ -133,8 +159,9 @@ struct flow {
 
 /* resolve decides at ESTABLISHED whether engine may pair this socket, and
  * with which netns. It returns the socket's policy with f filled in, or
- * NULL when the flow stays plain TCP (counted, unless the socket's netns is
- * not enrolled for engine at all). */
+ * NULL when the flow stays plain TCP (counted once, by the first reason
+ * that applies, unless the socket's netns is not enrolled for engine at
+ * all). */
 static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u32 engine,
 					      struct flow *f)
 {
@@ -192,6 +219,11 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 	}
 	if (peerns == netns && !(pol->flags & SS_POLICY_LOOPBACK)) {
 		count(policy_refused, 1);
+		return NULL;
+	}
+	/* Last, so that mptcp counts the flows that would have been paired. */
+	if (is_mptcp_subflow(skops)) {
+		count(mptcp, 1);
 		return NULL;
 	}
 

@@ -67,6 +67,14 @@ static __always_inline void splice_listen(struct bpf_sock_ops *skops)
 	 * peers): enrollment alone decides. */
 	if (!enrolled(bpf_get_netns_cookie(skops), SS_POLICY_SPLICE))
 		return;
+	/* An MPTCP listener's subflow: its proto is MPTCP's, which the
+	 * module cannot prepare (it would refuse, -EOPNOTSUPP), and what it
+	 * accepts is either a subflow or a fallback socket that MPTCP hands
+	 * out through its own accept. */
+	if (is_mptcp_subflow(skops)) {
+		count(mptcp, 1);
+		return;
+	}
 	if (bpf_sock_splice_listen(skops) < 0)
 		count(splice_listen_fail, 1);
 }

@@ -81,7 +81,7 @@ func TestModuleRefusesOtherABI(t *testing.T) {
 			t.Fatal(err)
 		}
 		m0 := moduleStats()
-		connectOnce() // a byte each way: a pairing that lost it would hang or fail here
+		connectOnce(false) // a byte each way: a pairing that lost it would hang or fail here
 		c1, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)

@@ -5,7 +5,6 @@ package node_test
 
 import (
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,9 +23,10 @@ import (
 
 // loConn is the helper role "lo-conn": it reports its netns cookie and,
 // with Connect, first makes one loopback connection in its netns and sends
-// a byte over it.
+// a byte over it: plain TCP, or MPTCP on both ends with MPTCP.
 type loConn struct {
 	Connect bool
+	MPTCP   bool
 }
 
 func init() { testenv.Register("lo-conn", runLoConn) }
@@ -41,12 +41,12 @@ func runLoConn(x loConn, _ func()) (uint64, error) {
 	if err != nil || !x.Connect {
 		return cookie, err
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := testenv.ListenTCP("tcp4", "127.0.0.1:0", x.MPTCP)
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, err := testenv.Dialer(x.MPTCP).Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		return 0, err
 	}
@@ -80,15 +80,15 @@ func stubbedNode(t *testing.T) *node.Objects {
 
 // loopbackIn gives a netns of the test's own (a testenv container's) whose
 // connections are born in the cgroup dir. It returns the netns cookie and
-// a function that makes one loopback connection there and sends a byte
-// over it, each time in a helper process started for it in the netns and
-// dir.
-func loopbackIn(t *testing.T, dir string) (uint64, func()) {
+// a function that makes one loopback connection there (MPTCP on both ends
+// with mptcp, else plain TCP) and sends a byte over it, each time in a
+// helper process started for it in the netns and dir.
+func loopbackIn(t *testing.T, dir string) (uint64, func(mptcp bool)) {
 	t.Helper()
 	c := testenv.NewContainer(t, "lo")
-	run := func(connect bool) uint64 {
+	run := func(x loConn) uint64 {
 		t.Helper()
-		p, err := c.StartHelper(t, testenv.Helper{Role: "lo-conn", Spec: loConn{Connect: connect}, Cgroup: dir})
+		p, err := c.StartHelper(t, testenv.Helper{Role: "lo-conn", Spec: x, Cgroup: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,10 +98,10 @@ func loopbackIn(t *testing.T, dir string) (uint64, func()) {
 		}
 		return cookie
 	}
-	cookie := run(false)
-	return cookie, func() {
+	cookie := run(loConn{})
+	return cookie, func(mptcp bool) {
 		t.Helper()
-		if got := run(true); got != cookie {
+		if got := run(loConn{Connect: true, MPTCP: mptcp}); got != cookie {
 			t.Fatalf("the connection was made in netns %d, want %d", got, cookie)
 		}
 	}
@@ -134,7 +134,7 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 	cookie, connectOnce := loopbackIn(t, inner)
 	defer o.Enroll.Delete(cookie)
 
-	connect := func(flags uint32) counters.Totals {
+	connect := func(t *testing.T, flags uint32, mptcp bool) counters.Totals {
 		t.Helper()
 		pol := sbpf.AbiSsPolicy{Flags: flags, BusyPollUs: 50, RingKib: 64}
 		if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
@@ -144,7 +144,7 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		connectOnce()
+		connectOnce(mptcp)
 		after, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)
@@ -155,23 +155,38 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 			SpliceRefused: after.SpliceRefused - before.SpliceRefused,
 			PolicyRefused: after.PolicyRefused - before.PolicyRefused,
 			NoPeer:        after.NoPeer - before.NoPeer,
+			Mptcp:         after.Mptcp - before.Mptcp,
 		}
 	}
 
 	// Splice-enrolled: both ends handed over by both levels (the stub
 	// answers 0 each time; the module answers 1 to the second call),
 	// sockmap stays out.
-	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback | sbpf.PolicySplice); d != (counters.Totals{SplicePaired: 4}) {
+	if d := connect(t, sbpf.PolicyEnabled|sbpf.PolicyLoopback|sbpf.PolicySplice, false); d != (counters.Totals{SplicePaired: 4}) {
 		t.Errorf("splice-enrolled loopback connection: counters moved %+v, want splicePaired 4 only", d)
 	}
 	// Sockmap-enrolled: the splice program stays out.
-	if d := connect(sbpf.PolicyEnabled | sbpf.PolicyLoopback); d != (counters.Totals{Paired: 2}) {
+	if d := connect(t, sbpf.PolicyEnabled|sbpf.PolicyLoopback, false); d != (counters.Totals{Paired: 2}) {
 		t.Errorf("sockmap-enrolled loopback connection: counters moved %+v, want paired 2 only", d)
 	}
 	// Loopback not allowed: refused by policy, by both splice programs.
-	if d := connect(sbpf.PolicyEnabled | sbpf.PolicySplice); d != (counters.Totals{PolicyRefused: 4}) {
+	if d := connect(t, sbpf.PolicyEnabled|sbpf.PolicySplice, false); d != (counters.Totals{PolicyRefused: 4}) {
 		t.Errorf("splice-enrolled without loopback: counters moved %+v, want policyRefused 4 only", d)
 	}
+	// MPTCP on both ends: every subflow stays plain TCP, counted once per
+	// program level. Splice: the listener's subflow at listen (never
+	// handed to bpf_sock_splice_listen), and the client's and the
+	// accepted subflows at ESTABLISHED, by both levels: 6. Sockmap (one
+	// level, no listen callback): the two connected subflows.
+	t.Run("mptcp", func(t *testing.T) {
+		testenv.RequireMPTCP(t)
+		if d := connect(t, sbpf.PolicyEnabled|sbpf.PolicyLoopback|sbpf.PolicySplice, true); d != (counters.Totals{Mptcp: 6}) {
+			t.Errorf("splice-enrolled MPTCP loopback connection: counters moved %+v, want mptcp 6 only", d)
+		}
+		if d := connect(t, sbpf.PolicyEnabled|sbpf.PolicyLoopback, true); d != (counters.Totals{Mptcp: 2}) {
+			t.Errorf("sockmap-enrolled MPTCP loopback connection: counters moved %+v, want mptcp 2 only", d)
+		}
+	})
 }
 
 // An upgrade moves each pinned link to this build's program of the engine

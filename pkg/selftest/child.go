@@ -6,6 +6,7 @@ package selftest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,14 +84,21 @@ func checkSplice(payload []byte) (Check, error) {
 		Detail: fmt.Sprintf("read %d of %d bytes, then %s (Go's io.Copy between TCP connections reads this way)", len(got), len(payload), end)}, nil
 }
 
-// pairConn returns a connected loopback pair (client, server).
+// pairConn returns a connected loopback pair (client, server), plain TCP
+// on both ends: Go listeners use MPTCP by default (Go 1.24+), and the
+// engines leave MPTCP subflows on plain TCP, so the checks would not test
+// the engine.
 func pairConn() (*net.TCPConn, *net.TCPConn, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	var d net.Dialer
+	d.SetMultipathTCP(false)
+	c, err := d.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -206,33 +207,57 @@ func (c *Container) LoBytes(t T) uint64 {
 	return links[0].Stats.Rx.Bytes
 }
 
-// Listen opens a TCP listener in c's netns (this thread enters it for the
-// call, so the socket is c's), closed at cleanup.
+// Listen opens a plain TCP listener in c's netns (this thread enters it
+// for the call, so the socket is c's), closed at cleanup.
 func (c *Container) Listen(t T, addr netip.AddrPort) *net.TCPListener {
 	t.Helper()
-	var ln net.Listener
+	var ln *net.TCPListener
 	err := ns.WithNetNSPath(c.Netns, func(ns.NetNS) (err error) {
-		ln, err = net.Listen(tcpFamily(addr.Addr()), addr.String())
+		ln, err = ListenTCP(tcpFamily(addr.Addr()), addr.String(), false)
 		return err
 	})
 	if err != nil {
 		t.Fatalf("listen in %s: %v", c.ID, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return ln.(*net.TCPListener)
+	return ln
 }
 
-// Dial connects from c's netns.
+// Dial connects from c's netns with plain TCP.
 func (c *Container) Dial(addr net.Addr, timeout time.Duration) (*net.TCPConn, error) {
 	var conn net.Conn
 	err := ns.WithNetNSPath(c.Netns, func(ns.NetNS) (err error) {
-		conn, err = net.DialTimeout("tcp", addr.String(), timeout)
+		d := Dialer(false)
+		d.Timeout = timeout
+		conn, err = d.Dial("tcp", addr.String())
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return conn.(*net.TCPConn), nil
+}
+
+// ListenTCP listens with plain TCP, or with MPTCP if mptcp. The suites ask
+// explicitly because Go listeners use MPTCP by default (Go 1.24+): on a
+// kernel with MPTCP their sockets would be MPTCP subflows, which the
+// engines leave on plain TCP, and the suites would silently stop testing
+// the fast path.
+func ListenTCP(network, addr string, mptcp bool) (*net.TCPListener, error) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(mptcp)
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// Dialer returns a dialer for plain TCP, or MPTCP if mptcp (see ListenTCP).
+func Dialer(mptcp bool) *net.Dialer {
+	d := &net.Dialer{}
+	d.SetMultipathTCP(mptcp)
+	return d
 }
 
 func tcpFamily(a netip.Addr) string {

@@ -23,6 +23,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // T is the part of testing.TB the package uses, so that code outside
@@ -48,6 +50,23 @@ func RequireRoot(t T) {
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("SKIP: needs ip (iproute2)")
+	}
+}
+
+// RequireMPTCP skips unless the kernel makes MPTCP sockets. The test's own
+// netns answers for the containers: a new netns starts with
+// net.mptcp.enabled=1.
+func RequireMPTCP(t T) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
+	switch err {
+	case nil:
+		unix.Close(fd)
+	case unix.EPROTONOSUPPORT, unix.EINVAL, unix.ENOPROTOOPT:
+		// ENOPROTOOPT: net.mptcp.enabled=0 here.
+		t.Skipf("SKIP: no MPTCP on this kernel: socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP): %v", err)
+	default:
+		t.Fatalf("socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP): %v", err)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Xfer is the helper role "xfer": a server accepts one connection, a
@@ -28,6 +30,8 @@ type Xfer struct {
 	// SpliceRead makes the helper read with splice(2) into a pipe, as Go's
 	// io.Copy between two TCP connections does.
 	SpliceRead bool `json:"spliceRead,omitempty"`
+	// MPTCP listens or dials with MPTCP; otherwise plain TCP (see ListenTCP).
+	MPTCP bool `json:"mptcp,omitempty"`
 }
 
 // XferResult is what an xfer helper reports.
@@ -38,6 +42,7 @@ type XferResult struct {
 	ReadEnd   string `json:"readEnd"` // how reading stopped: EOF, an error, a timeout
 	Local     string `json:"local"`
 	Remote    string `json:"remote"`
+	Proto     int    `json:"proto"` // SO_PROTOCOL of the connection's socket: 6 TCP, 262 MPTCP
 }
 
 func init() { Register("xfer", runXfer) }
@@ -129,6 +134,9 @@ func runXfer(x Xfer, ready func()) (r XferResult, err error) {
 	defer conn.Close()
 	conn.SetDeadline(deadline)
 	r.Local, r.Remote = conn.LocalAddr().String(), conn.RemoteAddr().String()
+	if r.Proto, err = soProtocol(conn); err != nil {
+		return r, err
+	}
 
 	type readRes struct {
 		n   int64
@@ -191,20 +199,17 @@ func runXfer(x Xfer, ready func()) (r XferResult, err error) {
 func xferConn(x Xfer, deadline time.Time, ready func()) (*net.TCPConn, error) {
 	switch x.Role {
 	case "server":
-		ln, err := net.Listen("tcp", x.Addr)
+		ln, err := ListenTCP("tcp", x.Addr, x.MPTCP)
 		if err != nil {
 			return nil, err
 		}
 		defer ln.Close()
 		ready()
-		ln.(*net.TCPListener).SetDeadline(deadline)
-		c, err := ln.Accept()
-		if err != nil {
-			return nil, err
-		}
-		return c.(*net.TCPConn), nil
+		ln.SetDeadline(deadline)
+		return ln.AcceptTCP()
 	case "client":
-		d := net.Dialer{Deadline: deadline}
+		d := Dialer(x.MPTCP)
+		d.Deadline = deadline
 		if x.LocalPort != 0 {
 			d.LocalAddr = &net.TCPAddr{Port: x.LocalPort}
 		}
@@ -219,4 +224,24 @@ func xferConn(x Xfer, deadline time.Time, ready func()) (*net.TCPConn, error) {
 		return nil, err
 	}
 	return nil, errors.New("unknown role " + x.Role)
+}
+
+// soProtocol returns c's SO_PROTOCOL: what the kernel made of the socket
+// (an MPTCP listener may hand out a plain TCP socket, after fallback).
+func soProtocol(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var proto int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		proto, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("SO_PROTOCOL: %w", serr)
+	}
+	return proto, nil
 }
