@@ -6,7 +6,6 @@
 package testmod
 
 import (
-	"net"
 	"os"
 	"testing"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // TestSockOpsKfunc loads a sock_ops program that calls the test module's
@@ -39,12 +39,13 @@ func TestSockOpsKfunc(t *testing.T) {
 	}
 	defer l.Close()
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// Plain TCP: an MPTCP listener's sockets are subflows (Go's default).
+	ln, err := testenv.ListenTCP("tcp4", "127.0.0.1:0", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, err := testenv.Dialer(false).Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
