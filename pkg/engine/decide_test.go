@@ -15,7 +15,7 @@ import (
 )
 
 func TestDecideForcedModes(t *testing.T) {
-	ready := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup"}
+	ready := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
 	var unavail *ErrUnavailable
 
 	if d, err := Decide(Off, ready, nil, ""); err != nil || d.Engine != Off {
@@ -42,7 +42,9 @@ func TestDecideForcedModes(t *testing.T) {
 }
 
 func TestDecideSplice(t *testing.T) {
-	noKfunc := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup"}
+	noKfunc := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
+	noHook := noKfunc
+	noHook.Kernel, noHook.SockOpsKfuncs = "6.12.118+deb13-amd64", false
 	kfunc := noKfunc
 	kfunc.SpliceKfunc = true
 	noSockmap := kfunc
@@ -63,6 +65,7 @@ func TestDecideSplice(t *testing.T) {
 	}{
 		{"forced, no kfunc", Splice, noKfunc, loaded, "", sbpf.SpliceKfuncPair},
 		{"forced, no kfunc, no objects (STATUS)", Splice, noKfunc, nil, "", sbpf.SpliceModule},
+		{"forced, kernel without the sock_ops kfunc hook", Splice, noHook, nil, "", "kernel 6.12.118+deb13-amd64 cannot call module kfuncs from sock_ops programs (needs 6.15)"},
 		{"forced, kfunc, no objects (STATUS)", Splice, kfunc, nil, Splice, "forced"},
 		{"forced, kfunc, program loaded", Splice, kfunc, loaded, Splice, "forced"},
 		{"forced, kfunc, program failed", Splice, kfunc, failed, "", "verifier says no"},
@@ -72,6 +75,8 @@ func TestDecideSplice(t *testing.T) {
 		{"auto, kfunc, program failed", Auto, noSockmap, failed, Off, "sk_msg"},
 		{"auto default mode, kfunc, program missing", "", noSockmap, missing, Off, "sk_msg"},
 		{"auto, no kfunc", Auto, neither, nil, Off, "sk_msg"},
+		// auto says why it did not pick splice even where it could not.
+		{"auto, no kfunc, says why", Auto, neither, nil, Off, "splice engine not available (the socksplice kernel module is not loaded"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
