@@ -44,7 +44,10 @@ work=/tmp/socksplice-dkms-build
 src=$work/socksplice-dkms-$version
 rm -rf "${ch:?}$work"
 mkdir -p "$ch$src/module" "$ch$src/debian"
-cp "$repo"/kernel/module/*.c "$repo"/kernel/module/*.h "$repo/kernel/module/Kbuild" "$ch$src/module/"
+for f in "$repo"/kernel/module/*.[ch] "$repo/kernel/module/Kbuild"; do
+	case $f in *.mod.c) continue ;; esac # kbuild's, from a build in place
+	cp "$f" "$ch$src/module/"
+done
 cp -r "$repo/kernel/include" "$ch$src/include"
 cp "$repo/kernel/module/dkms.conf" "$ch$src/dkms.conf"
 cp -r "$here/debian/." "$ch$src/debian/"
