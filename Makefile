@@ -18,13 +18,15 @@
 #   make bench-quick  a short subset (CI smoke: fails only if a path
 #                   cannot run at all)
 #   make vm-bench   the benchmark inside the test kernel under QEMU
+#   make dkms-deb   the socksplice-dkms package for nodes: bin/dkms/
+#                   (built in a debootstrapped trixie root; root)
 
 GO      ?= go
 BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench clean
+.PHONY: all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench dkms-deb clean
 
 all: build
 
@@ -91,6 +93,10 @@ bench-quick: build
 
 vm-bench:
 	KERNEL=$(KERNEL) kernel/vm/bench.sh $(BENCH_ARGS)
+
+# The module's DKMS package, versioned from git (kernel/dkms/build-deb.sh).
+dkms-deb:
+	kernel/dkms/build-deb.sh $(BIN)/dkms
 
 clean:
 	rm -rf $(BIN)
