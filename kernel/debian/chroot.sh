@@ -22,7 +22,7 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What building and packaging the module needs on a node of the release.
 pkgs=dkms,gcc,make,libc6-dev,dwarves,kmod,xz-utils,ca-certificates,debhelper,fakeroot,dpkg-dev
 case $suite in
-trixie) pkgs=$pkgs,dh-dkms ;; # bookworm's dkms ships dh_dkms itself
+trixie) pkgs=$pkgs,dh-dkms ;; # socksplice-dkms is built in trixie's root
 esac
 cache=${SOCKSPLICE_CACHE:-$HOME/.cache/socksplice}
 dir=$cache/chroot-$suite

@@ -38,8 +38,9 @@ echo "$marker" >/dev/kmsg
 # 6.12, 6.1) runs without it; the suites then check the fallback.
 for m in testmod/socksplice_testmod.ko module/socksplice.ko; do
 	d=$bin/$(dirname "$m")
+	[ ! -f "$d/dkms-skip" ] || echo "vm: $(cat "$d/dkms-skip")"
 	if [ ! -f "$bin/$m" ]; then
-		echo "vm: no $(basename "$m"): $(cat "$d/dkms-skip" "$d/build-failed" 2>/dev/null)"
+		echo "vm: no $(basename "$m"): $(cat "$d/build-failed" 2>/dev/null)"
 	elif /bin/busybox insmod "$bin/$m"; then
 		continue
 	else

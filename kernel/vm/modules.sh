@@ -3,11 +3,13 @@
 # Build the out-of-tree modules for a guest kernel: DIR/module/socksplice.ko
 # (the splice engine) and DIR/testmod/socksplice_testmod.ko (the kfunc smoke
 # test). KERNEL_DIR is the test kernel's cache directory (build tree in
-# tree/) or a stock kernel's from kernel/debian/kernel.sh, whose modules
-# build in its release's root against its installed headers, with its
-# compiler, as on a node; there socksplice.ko comes from the DKMS package
-# (kernel/dkms/install-test.sh), and where DKMS excludes the kernel,
-# DIR/module/dkms-skip says why.
+# tree/) or a stock kernel's from kernel/debian/kernel.sh (KERNEL names
+# it), whose modules build in its release's root against its installed
+# headers, with its compiler, as on a node: socksplice.ko is the one the
+# socksplice-dkms package builds there (kernel/dkms/install-test.sh). Where
+# DKMS excludes the kernel (DIR/module/dkms-skip says why), the module is
+# built as an operator bypassing DKMS would, so that the guest shows how
+# the kernel refuses it (DIR/module/build-failed where it does not build).
 #
 #   kernel/vm/modules.sh KERNEL_DIR DIR
 set -euo pipefail
@@ -42,6 +44,10 @@ for m in module:kernel/module testmod:kernel/testmod/module; do
 		# Warnings are errors: the module is ours to keep clean.
 		make -s -C "$kdir/tree" M="$dir/$name" KCFLAGS=-Werror modules >&2
 		continue
+	fi
+	if [ "$name" = module ]; then
+		"$repo/kernel/dkms/install-test.sh" "${KERNEL:?KERNEL names the stock kernel}" "$dir/module" >/dev/null
+		[ ! -f "$dir/module/socksplice.ko" ] || continue
 	fi
 	say "building $from against linux-headers-$release in $ch"
 	if "$repo/kernel/debian/chroot.sh" --run "$suite" make -s -C "/lib/modules/$release/build" \
