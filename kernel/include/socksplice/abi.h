@@ -125,9 +125,7 @@ struct ss_counters {
 	__u64 splice_refused;	/* the module refused it: plain TCP */
 	__u64 splice_listen_fail; /* a listener could not be prepared */
 	__u64 splice_abi_mismatch; /* the module has another SS_ABI_VERSION */
-	__u64 mptcp;		/* an MPTCP subflow (splice: also an MPTCP
-				 * listener) left on TCP: the application
-				 * reads the MPTCP socket */
+	__u64 mptcp;		/* an MPTCP subflow or listener: stays TCP */
 };
 
 union ss_slot {
