@@ -50,11 +50,18 @@ for m in module:kernel/module testmod:kernel/testmod/module; do
 		[ ! -f "$dir/module/socksplice.ko" ] || continue
 	fi
 	say "building $from against linux-headers-$release in $ch"
+	log=$dir/$name/build.log
 	if "$repo/kernel/debian/chroot.sh" --run "$suite" make -s -C "/lib/modules/$release/build" \
-		M="/usr/src/socksplice-vm/$name" KCFLAGS=-Werror modules >&2; then
+		M="/usr/src/socksplice-vm/$name" KCFLAGS=-Werror modules >"$log" 2>&1; then
+		cat "$log" >&2
 		cp "$src/$name"/*.ko "$dir/$name/"
 	else
-		say "$name does not build for $release"
-		echo "$name does not build against linux-headers-$release (see the compiler's message above)" >"$dir/$name/build-failed"
+		# The first errors say why; the rest follow from them.
+		grep -m 3 'error' "$log" >&2 || tail -3 "$log" >&2
+		say "$name does not build for $release (the whole log: $log)"
+		{
+			printf '%s does not build against linux-headers-%s: ' "$name" "$release"
+			grep -m 1 'error' "$log" || echo "see $log"
+		} >"$dir/$name/build-failed"
 	fi
 done
