@@ -65,8 +65,19 @@ for p in "$@"; do
 		echo "FAIL	github.com/socksplice/socksplice/$p	$(( $(date +%s) - start ))s (vm $(uname -r))"
 		status=1
 	fi
+	# MPTCP's cases, each named in the run's log (the issue's proof).
+	grep -E -- '--- (PASS|FAIL|SKIP): TestMPTCP' "$log" | sed 's/^ */    /'
 	cp "$log" "$SOCKSPLICE_RESULTS/vm-$name.log" 2>/dev/null
 done
+# The semantics matrix per path, when the suite ran: "same" everywhere is
+# the splice path's claim.
+md=$SOCKSPLICE_RESULTS/semantics.md
+if [ -f "$md" ]; then
+	awk -F'|' '
+	/^\| case / { for (i = 4; i < NF; i++) { h = $i; gsub(/ /, "", h); name[i] = h }; next }
+	/^\| [a-z]/ { for (i = 4; i < NF; i++) { v = $i; gsub(/ /, "", v); n[i]++; if (v == "same") same[i]++ } }
+	END { for (i = 4; i in name; i++) printf "semantics, %s path: %d of %d cells the same as TCP\n", name[i], same[i], n[i] }' "$md"
+fi
 # What auto picked here, as the suites' self-test saw it.
 grep -h -o 'auto on this node: .*' "$OUT"/*.log 2>/dev/null | sort -u | head -3
 # Taints other than an out-of-tree (O, 4096) or unsigned (E, 8192)
