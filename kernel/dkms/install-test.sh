@@ -5,7 +5,8 @@
 # headers installed), and check what DKMS made of it. Prints the path of
 # OUTDIR/socksplice.ko on stdout, everything else on stderr.
 #
-#   kernel/dkms/install-test.sh KERNEL_NAME OUTDIR    (DEB=path reuses a package)
+#   kernel/dkms/install-test.sh KERNEL_NAME OUTDIR    (DEB=path reuses a package,
+#                                                    KDIR=kernel.sh's output reuses it)
 #
 # A kernel that dkms.conf excludes (before 6.15) is no error: exit 0, no
 # OUTDIR/socksplice.ko, and the reason in OUTDIR/dkms-skip (the VM harness
@@ -22,7 +23,9 @@ out=$(cd "$out" && pwd)
 rm -f "$out/socksplice.ko" "$out/dkms-skip"
 
 SECONDS=0
-kdir=$("$repo/kernel/debian/kernel.sh" "$name")
+# KDIR: kernel.sh's directory when the caller (kernel/vm/modules.sh) has
+# it already, so the index is not read and the headers not installed twice.
+kdir=${KDIR:-$("$repo/kernel/debian/kernel.sh" "$name")}
 release=$(cat "$kdir/release")
 ch=$(cat "$kdir/chroot")
 suite=${ch##*/chroot-}

@@ -46,7 +46,7 @@ for m in module:kernel/module testmod:kernel/testmod/module; do
 		continue
 	fi
 	if [ "$name" = module ]; then
-		"$repo/kernel/dkms/install-test.sh" "${KERNEL:?KERNEL names the stock kernel}" "$dir/module" >/dev/null
+		KDIR=$kdir "$repo/kernel/dkms/install-test.sh" "${KERNEL:?KERNEL names the stock kernel}" "$dir/module" >/dev/null
 		[ ! -f "$dir/module/socksplice.ko" ] || continue
 	fi
 	say "building $from against linux-headers-$release in $ch"
