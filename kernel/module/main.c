@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * socksplice module entry: the two kfuncs sock_ops programs call, and the
- * counters. Unloading is refused while any socket or prepared listener
- * still runs our code: each holds a module reference.
+ * counters. Unloading is refused while any socket can still run our code:
+ * a socket file with our proto_ops, and a prepared listener's child not
+ * yet accepted, each hold a module reference that core code drops after
+ * our last function for it has returned (__sock_release, sk_prot_free).
+ * Sockets torn down (closed, disconnected, in TIME_WAIT) run TCP's own
+ * proto and hold nothing.
  */
 #include <linux/bpf.h>
 #include <linux/btf.h>
@@ -11,6 +15,8 @@
 #include <linux/init.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/rcupdate.h>
+#include <linux/sysfs.h>
 #include <net/tcp.h>
 
 #include "socksplice.h"
@@ -26,10 +32,26 @@ __bpf_kfunc_start_defs();
  * kernels before 6.16 match a kfunc's context argument by that name only.
  */
 
-/*
- * bpf_sock_splice_pair - pair this socket with its peer at ESTABLISHED.
- * Returns 0 when the socket now waits for its peer or is paired, 1 when it
- * already was (programs on two cgroup levels), <0 when it stays plain TCP.
+/**
+ * bpf_sock_splice_pair() - pair a TCP socket with its peer at ESTABLISHED
+ * @ctx: the sock_ops context of BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB or
+ *       BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
+ * @args: what the program knows: its ABI version, this socket's netns
+ *        cookie and tuple (checked against the socket), the peer's netns
+ *        cookie (from the plugin's maps), busy-poll and ring size; flags
+ *        must be zero
+ * @args__sz: sizeof(*@args) of the program's ABI
+ *
+ * The first end waits for its peer; the second links both if each is the
+ * other's peer (netns cookies as claimed, sequence numbers that agree).
+ * From then on their payload moves through one ring per direction.
+ *
+ * Context: softirq or process context, with the socket locked.
+ * Return: 0 when the socket now waits for its peer or is paired, 1 when it
+ * already was (programs on two cgroup levels), <0 when it stays plain TCP:
+ * -EPROTO another ABI version, -EINVAL bad arguments or forged keys,
+ * -EALREADY payload already moved, -EBUSY another user of the socket
+ * (sockmap, a ULP, repair), -ENOSPC the pending table is full, -ENOMEM.
  */
 __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 				     struct bpf_sock_splice_args *args, u32 args__sz)
@@ -47,6 +69,10 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 	    args->abi_version != SS_ABI_VERSION || args__sz != sizeof(*args)) {
 		ss_count(abi_mismatch, 1);
 		return -EPROTO;
+	}
+	if (args->flags) {
+		ss_count(forged, 1);
+		return -EINVAL;
 	}
 	if (!sk || !sk_fullsock(sk) ||
 	    sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
@@ -67,9 +93,16 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 	return err;
 }
 
-/*
- * bpf_sock_splice_listen - prepare a listener at TCP_LISTEN_CB so that the
- * sockets it accepts can be paired.
+/**
+ * bpf_sock_splice_listen() - prepare a listener so its children can pair
+ * @ctx: the sock_ops context of BPF_SOCK_OPS_TCP_LISTEN_CB
+ *
+ * Accepted sockets inherit the listener's proto and proto_ops: preparing
+ * the listener is how a passive socket gets them before it exists.
+ *
+ * Context: process context (listen()), with the socket locked.
+ * Return: 0 when prepared, 1 when it already was, <0 when its children
+ * stay plain TCP.
  */
 __bpf_kfunc int bpf_sock_splice_listen(struct bpf_sock_ops *ctx)
 {
@@ -95,38 +128,104 @@ static const struct btf_kfunc_id_set ss_kfunc_set = {
 	.set = &ss_kfunc_ids,
 };
 
+/* The counters summed over CPUs, by name: parameters/stats prints all of
+ * them, counters/NAME one (and the live gauges).
+ */
+static const struct {
+	const char *name;
+	size_t off;
+} ss_counter_defs[] = {
+#define SS_C(f) { #f, offsetof(struct ss_stats, f) }
+	SS_C(paired), SS_C(refused), SS_C(ring_bytes), SS_C(ring_full_waits),
+	SS_C(busy_polls), SS_C(busy_poll_hits), SS_C(abi_mismatch), SS_C(forged),
+	SS_C(peer_mismatch), SS_C(pending_full), SS_C(mem_waits),
+#undef SS_C
+};
+
+static u64 ss_counter_sum(size_t off)
+{
+	u64 t = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		t += *(u64 *)((char *)per_cpu_ptr(&ss_stats, cpu) + off);
+	return t;
+}
+
+static long ss_gauge(const char *name)
+{
+	if (!strcmp(name, "live_socks"))
+		return atomic_long_read(&ss_live_socks);
+	if (!strcmp(name, "live_pairs"))
+		return atomic_long_read(&ss_live_pairs);
+	return atomic_long_read(&ss_live_ring_bytes);
+}
+
+static const char * const ss_gauges[] = { "live_socks", "live_pairs", "live_ring_bytes" };
+
 /* /sys/module/socksplice/parameters/stats: one "name value" per line. */
 static int ss_stats_get(char *buf, const struct kernel_param *kp)
 {
-	struct ss_stats t = {};
-	int cpu;
+	int i, n = 0;
 
-	for_each_possible_cpu(cpu) {
-		struct ss_stats *s = per_cpu_ptr(&ss_stats, cpu);
-
-		t.paired += s->paired;
-		t.refused += s->refused;
-		t.ring_bytes += s->ring_bytes;
-		t.ring_full_waits += s->ring_full_waits;
-		t.busy_poll_hits += s->busy_poll_hits;
-		t.busy_polls += s->busy_polls;
-		t.abi_mismatch += s->abi_mismatch;
-	}
-	return sysfs_emit(buf, "paired %llu\nrefused %llu\nring_bytes %llu\n"
-			  "ring_full_waits %llu\nbusy_polls %llu\nbusy_poll_hits %llu\n"
-			  "abi_mismatch %llu\n"
-			  "live_socks %ld\nlive_pairs %ld\nlive_ring_bytes %ld\n",
-			  t.paired, t.refused, t.ring_bytes, t.ring_full_waits,
-			  t.busy_polls, t.busy_poll_hits, t.abi_mismatch,
-			  atomic_long_read(&ss_live_socks),
-			  atomic_long_read(&ss_live_pairs), atomic_long_read(&ss_live_ring_bytes));
+	for (i = 0; i < ARRAY_SIZE(ss_counter_defs); i++)
+		n += sysfs_emit_at(buf, n, "%s %llu\n", ss_counter_defs[i].name,
+				   ss_counter_sum(ss_counter_defs[i].off));
+	for (i = 0; i < ARRAY_SIZE(ss_gauges); i++)
+		n += sysfs_emit_at(buf, n, "%s %ld\n", ss_gauges[i], ss_gauge(ss_gauges[i]));
+	return n;
 }
 
 static const struct kernel_param_ops ss_stats_ops = {
 	.get = ss_stats_get,
 };
 module_param_cb(stats, &ss_stats_ops, NULL, 0444);
-MODULE_PARM_DESC(stats, "counters: paired connections, refused calls, ring bytes, ring-full waits, busy-poll spins and hits, calls of another ABI");
+MODULE_PARM_DESC(stats, "all counters, one \"name value\" per line (also one file each in counters/)");
+
+module_param_named(max_pending, ss_max_pending, uint, 0644);
+MODULE_PARM_DESC(max_pending, "sockets that may wait for their peer at once; beyond, flows stay TCP (counted in pending_full)");
+
+/* /sys/module/socksplice/counters/NAME: one number per file. */
+static ssize_t ss_counter_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(ss_counter_defs); i++)
+		if (!strcmp(attr->attr.name, ss_counter_defs[i].name))
+			return sysfs_emit(buf, "%llu\n", ss_counter_sum(ss_counter_defs[i].off));
+	return sysfs_emit(buf, "%ld\n", ss_gauge(attr->attr.name));
+}
+
+#define SS_ATTR(n) static struct kobj_attribute ss_attr_##n = __ATTR(n, 0444, ss_counter_show, NULL)
+SS_ATTR(paired);
+SS_ATTR(refused);
+SS_ATTR(ring_bytes);
+SS_ATTR(ring_full_waits);
+SS_ATTR(busy_polls);
+SS_ATTR(busy_poll_hits);
+SS_ATTR(abi_mismatch);
+SS_ATTR(forged);
+SS_ATTR(peer_mismatch);
+SS_ATTR(pending_full);
+SS_ATTR(mem_waits);
+SS_ATTR(live_socks);
+SS_ATTR(live_pairs);
+SS_ATTR(live_ring_bytes);
+#undef SS_ATTR
+
+static struct attribute *ss_counter_attrs[] = {
+	&ss_attr_paired.attr, &ss_attr_refused.attr, &ss_attr_ring_bytes.attr,
+	&ss_attr_ring_full_waits.attr, &ss_attr_busy_polls.attr,
+	&ss_attr_busy_poll_hits.attr, &ss_attr_abi_mismatch.attr, &ss_attr_forged.attr,
+	&ss_attr_peer_mismatch.attr, &ss_attr_pending_full.attr, &ss_attr_mem_waits.attr,
+	&ss_attr_live_socks.attr, &ss_attr_live_pairs.attr, &ss_attr_live_ring_bytes.attr,
+	NULL,
+};
+
+static const struct attribute_group ss_counter_group = {
+	.name = "counters",
+	.attrs = ss_counter_attrs,
+};
 
 /* The plugin compares it with its programs' before it loads them. */
 static unsigned int abi_version = SS_ABI_VERSION;
@@ -135,17 +234,28 @@ MODULE_PARM_DESC(abi_version, "SS_ABI_VERSION: the bpf_sock_splice_args layout t
 
 static int __init ss_init(void)
 {
-	int err = register_btf_kfunc_id_set(BPF_PROG_TYPE_SOCK_OPS, &ss_kfunc_set);
+	int err;
 
+	ss_pending_init();
+	err = sysfs_create_group(&THIS_MODULE->mkobj.kobj, &ss_counter_group);
+	if (err)
+		return err;
+	err = register_btf_kfunc_id_set(BPF_PROG_TYPE_SOCK_OPS, &ss_kfunc_set);
 	/* Before 6.15 the verifier has no kfunc hook for sock_ops programs. */
 	if (err == -EINVAL)
 		pr_err("socksplice: this kernel cannot call module kfuncs from sock_ops programs (needs Linux 6.15)\n");
+	if (err)
+		sysfs_remove_group(&THIS_MODULE->mkobj.kobj, &ss_counter_group);
 	return err;
 }
 
 static void __exit ss_exit(void)
 {
-	/* Nothing left: every socket with our proto holds a reference. */
+	/* No socket holds us any more; the frees they queued may still
+	 * run our callbacks.
+	 */
+	rcu_barrier();
+	sysfs_remove_group(&THIS_MODULE->mkobj.kobj, &ss_counter_group);
 }
 
 module_init(ss_init);

@@ -24,13 +24,74 @@ int ss_family_of(struct sock *sk)
 	return sk->sk_family == AF_INET6 ? SS_INET6 : SS_INET;
 }
 
-static struct ss_sock *ss_paired(struct sock *sk)
+/*
+ * What a syscall holds while it moves bytes: a reference on the pair, so
+ * that its rings outlive a teardown that runs while this call sleeps (a
+ * disconnect from another thread, the peer's close), and which side it is.
+ * The ss_sock itself is not used once the call may have slept.
+ */
+struct ss_ctx {
+	struct ss_pair *p;
+	int side;
+	u32 busy_poll_us;
+};
+
+static bool ss_enter(struct sock *sk, struct ss_ctx *c)
+{
+	struct ss_sock *ss;
+	bool ok = false;
+
+	rcu_read_lock();
+	ss = ss_of(sk);
+	if (ss && smp_load_acquire(&ss->state) == SP_PAIRED &&
+	    refcount_inc_not_zero(&ss->pair->ref)) {
+		c->p = ss->pair;
+		c->side = ss->side;
+		c->busy_poll_us = ss->busy_poll_us;
+		ok = true;
+	}
+	rcu_read_unlock();
+	return ok;
+}
+
+static void ss_leave(struct ss_ctx *c)
+{
+	ss_pair_put(c->p);
+}
+
+/* This side tore down while the call slept: the rest is TCP's. */
+static bool ss_self_gone(const struct ss_ctx *c)
+{
+	return READ_ONCE(c->p->gone[c->side]);
+}
+
+static bool ss_peer_gone(const struct ss_ctx *c)
+{
+	return READ_ONCE(c->p->gone[!c->side]);
+}
+
+/* The peer socket with a reference, or NULL once it tore down. */
+static struct sock *ss_peer_get(const struct ss_ctx *c)
+{
+	struct sock *psk;
+
+	spin_lock_bh(&c->p->lock);
+	psk = c->p->sk[!c->side];
+	if (psk)
+		sock_hold(psk);
+	spin_unlock_bh(&c->p->lock);
+	return psk;
+}
+
+/* A paired socket's pair, for lockless readers under rcu_read_lock(). */
+static struct ss_pair *ss_pair_rcu(struct sock *sk, int *side)
 {
 	struct ss_sock *ss = ss_of(sk);
 
-	if (ss && ss != &ss_listener_mark && smp_load_acquire(&ss->state) == SP_PAIRED)
-		return ss;
-	return NULL;
+	if (!ss || smp_load_acquire(&ss->state) != SP_PAIRED)
+		return NULL;
+	*side = ss->side;
+	return ss->pair;
 }
 
 void ss_wake_reader(struct sock *sk)
@@ -51,9 +112,9 @@ void ss_wake_writer(struct sock *sk)
 	rcu_read_unlock();
 }
 
-static void ss_kick_peer(struct ss_sock *ss, bool reader)
+static void ss_kick_peer(const struct ss_ctx *c, bool reader)
 {
-	struct sock *psk = ss_peer_get(ss);
+	struct sock *psk = ss_peer_get(c);
 
 	if (!psk)
 		return;
@@ -67,19 +128,21 @@ static void ss_kick_peer(struct ss_sock *ss, bool reader)
 /* ---- send ---- */
 
 /* Copies msg into the peer's ring, waiting for room as TCP waits for
- * memory. */
-static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, size_t len)
+ * memory.
+ */
+static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
+			size_t len)
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
 	struct ubuf_info *uarg = NULL;
-	struct ss_ring *r;
+	struct ss_ring *r = c->p->ring[!c->side];
 	int copied = 0, err = 0, n;
 	long timeo;
 
-	r = ss->pair->ring[!ss->side];
 	lock_sock(sk);
 	/* The ring copies, so MSG_ZEROCOPY completes at once, reported as
-	 * copied: what TCP reports on loopback. */
+	 * copied: what TCP reports on loopback.
+	 */
 	if ((msg->msg_flags & MSG_ZEROCOPY) && sock_flag(sk, SOCK_ZEROCOPY)) {
 		uarg = ss_zerocopy_realloc(sk, len);
 		if (!uarg) {
@@ -98,8 +161,11 @@ static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 			err = -EPIPE;
 			break;
 		}
-		if (ss_peer_gone(ss)) {
+		if (ss_self_gone(c) || ss_peer_gone(c)) {
 			if (!copied) {
+				/* TCP gives the right answer: the peer resets, or
+				 * this socket was disconnected.
+				 */
 				if (uarg)
 					net_zcopy_put_abort(uarg, true);
 				release_sock(sk);
@@ -107,19 +173,24 @@ static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 			}
 			break;
 		}
-		n = ss_ring_write(r, &msg->msg_iter, msg_data_left(msg));
+		n = ss_ring_write(r, sk, &msg->msg_iter, msg_data_left(msg));
 		if (n > 0) {
 			copied += n;
 			ss_count(ring_bytes, n);
-			ss_kick_peer(ss, true);
+			ss_kick_peer(c, true);
 			continue;
 		}
-		if (n < 0) {
+		if (n < 0 && n != -ENOBUFS) {
 			err = n;
 			break;
 		}
-		/* Ring full: wait for the reader, as TCP waits for memory. */
-		ss_count(ring_full_waits, 1);
+		/* Ring full, or no socket memory for a page: wait for the
+		 * reader or for memory, as TCP waits for memory.
+		 */
+		if (n == -ENOBUFS)
+			ss_count(mem_waits, 1);
+		else
+			ss_count(ring_full_waits, 1);
 		if (!timeo) {
 			err = -EAGAIN;
 			break;
@@ -127,9 +198,22 @@ static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 		if (sk->sk_socket)
 			set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
 		add_wait_queue(sk_sleep(sk), &wait);
-		sk_wait_event(sk, &timeo,
-			      ss_ring_free_space(r) || ss_peer_gone(ss) || sk->sk_err ||
-			      (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN), &wait);
+		if (n == -ENOBUFS) {
+			/* Memory frees without a wakeup of ours: retry soon,
+			 * as sk_stream_wait_memory does under pressure.
+			 */
+			long t = min_t(long, timeo, HZ / 20 + 1);
+
+			timeo -= t;
+			sk_wait_event(sk, &t, ss_self_gone(c) || ss_peer_gone(c) || sk->sk_err ||
+				      (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN), &wait);
+			timeo += t;
+		} else {
+			sk_wait_event(sk, &timeo,
+				      ss_ring_free_space(r) || ss_self_gone(c) || ss_peer_gone(c) ||
+				      sk->sk_err || (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN),
+				      &wait);
+		}
 		remove_wait_queue(sk_sleep(sk), &wait);
 		if (signal_pending(current)) {
 			err = sock_intr_errno(timeo);
@@ -152,9 +236,10 @@ static int ss_send_ring(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 	return sk_stream_error(sk, msg->msg_flags, err);
 }
 
-static int ss_send_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, size_t len)
+static int ss_send_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
+		       size_t len)
 {
-	struct ss_pair *p = ss->pair;
+	struct ss_pair *p = c->p;
 	struct iov_iter last;
 	struct sock *psk;
 	int copied = 0;
@@ -165,7 +250,7 @@ static int ss_send_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, 
 		msg->msg_flags &= ~MSG_OOB;
 		last = msg->msg_iter;
 		iov_iter_truncate(&msg->msg_iter, len - 1);
-		copied = ss_send_ring(sk, ss, msg, len - 1);
+		copied = ss_send_ring(sk, c, msg, len - 1);
 		if (copied < 0 || copied < len - 1)
 			return copied;
 		iov_iter_advance(&last, len - 1);
@@ -173,9 +258,15 @@ static int ss_send_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, 
 	}
 	if (copy_from_iter(&b, 1, &msg->msg_iter) != 1)
 		return copied ? copied : -EFAULT;
-	psk = ss_peer_get(ss);
-	if (!psk)
+	/* The peer is held from here on: its flags and wakeups stay valid
+	 * even if it tears down now.
+	 */
+	psk = ss_peer_get(c);
+	if (!psk || ss_self_gone(c)) {
+		if (psk)
+			sock_put(psk);
 		return copied ? copied : -EPIPE;
+	}
 	if (sock_flag(psk, SOCK_URGINLINE)) {
 		/* SO_OOBINLINE: the byte is in band. */
 		struct kvec v = { .iov_base = &b, .iov_len = 1 };
@@ -183,15 +274,15 @@ static int ss_send_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, 
 		int n;
 
 		iov_iter_kvec(&m.msg_iter, ITER_SOURCE, &v, 1, 1);
-		n = ss_send_ring(sk, ss, &m, 1);
+		n = ss_send_ring(sk, c, &m, 1);
 		sock_put(psk);
 		if (n < 0)
 			return copied ? copied : n;
 		return copied + n;
 	}
 	spin_lock_bh(&p->lock);
-	p->urg_byte[!ss->side] = b;
-	WRITE_ONCE(p->urg_valid[!ss->side], true);
+	p->urg_byte[!c->side] = b;
+	WRITE_ONCE(p->urg_valid[!c->side], true);
 	spin_unlock_bh(&p->lock);
 	sk_send_sigurg(psk);
 	ss_wake_reader(psk);
@@ -201,95 +292,105 @@ static int ss_send_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg, 
 
 static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 {
-	struct ss_sock *ss = ss_of(sk);
+	struct ss_sock *ss;
+	struct ss_ctx c;
+	int ret;
 
-	if (ss == &ss_listener_mark)
-		ss = NULL;
+	rcu_read_lock();
+	ss = ss_of(sk);
 	if (ss && READ_ONCE(ss->state) == SP_PENDING)
 		ss_give_up(ss);
-	ss = ss_paired(sk);
-	/* After the peer went, TCP delivers the right error (the peer answers
-	 * with RST). */
-	if (!ss || ss_peer_gone(ss))
+	rcu_read_unlock();
+	if (!ss_enter(sk, &c))
 		return tcp_prot.sendmsg(sk, msg, len);
+	/* After the peer went, TCP delivers the right error (the peer answers
+	 * with RST).
+	 */
+	if (ss_peer_gone(&c))
+		ret = tcp_prot.sendmsg(sk, msg, len);
 	/* The last byte of an urgent send is TCP's out-of-band byte: the rest
-	 * goes into the ring, the byte beside it. */
-	if ((msg->msg_flags & MSG_OOB) && len > 0)
-		return ss_send_oob(sk, ss, msg, len);
-
-	return ss_send_ring(sk, ss, msg, len);
+	 * goes into the ring, the byte beside it.
+	 */
+	else if ((msg->msg_flags & MSG_OOB) && len > 0)
+		ret = ss_send_oob(sk, &c, msg, len);
+	else
+		ret = ss_send_ring(sk, &c, msg, len);
+	ss_leave(&c);
+	return ret;
 }
 
 /* ---- receive ---- */
 
-static bool ss_busy_poll(struct ss_sock *ss, struct ss_ring *r)
+/* Spins until the ring holds more than skip bytes (what a peek already
+ * saw), for at most busy_poll_us; gives up at once for a signal, a
+ * reschedule, a shutdown or a teardown.
+ */
+static bool ss_busy_poll(struct sock *sk, const struct ss_ctx *c, struct ss_ring *r,
+			 u32 skip)
 {
-	u64 end = local_clock() + (u64)ss->busy_poll_us * NSEC_PER_USEC;
+	u64 end = local_clock() + (u64)c->busy_poll_us * NSEC_PER_USEC;
 
 	ss_count(busy_polls, 1);
 	do {
-		if (ss_ring_avail(r)) {
+		if (ss_ring_avail(r) > skip) {
 			ss_count(busy_poll_hits, 1);
 			return true;
 		}
-		if (signal_pending(current) || need_resched() ||
-		    (READ_ONCE(ss->sk->sk_shutdown) & RCV_SHUTDOWN))
+		if (signal_pending(current) || need_resched() || ss_self_gone(c) ||
+		    (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN))
 			return false;
 		cpu_relax();
 	} while (local_clock() < end);
 	return false;
 }
 
-/* A pending socket waits for either pairing or TCP data. */
-static int ss_recv_pending(struct sock *sk, struct ss_sock *ss, int flags, long *timeo)
+/* A pending socket waits for either pairing or TCP data. Called and
+ * returns with the socket locked; the ss_sock is looked up again after
+ * every sleep, since a disconnect may have freed it.
+ */
+static int ss_recv_pending(struct sock *sk, long *timeo)
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
-	int err = 0;
+	struct ss_sock *ss;
 
-	lock_sock(sk);
-	while (READ_ONCE(ss->state) == SP_PENDING) {
+	while ((ss = ss_of(sk)) && READ_ONCE(ss->state) == SP_PENDING) {
 		if (!skb_queue_empty(&sk->sk_receive_queue) || sk->sk_err ||
 		    (sk->sk_shutdown & RCV_SHUTDOWN)) {
-			release_sock(sk);
 			ss_give_up(ss);
 			return 0;
 		}
-		if (!*timeo) {
-			err = -EAGAIN;	/* still pending: pairing wakes pollers */
-			break;
-		}
+		if (!*timeo)
+			return -EAGAIN;	/* still pending: pairing wakes pollers */
 		add_wait_queue(sk_sleep(sk), &wait);
 		sk_wait_event(sk, timeo,
 			      READ_ONCE(ss->state) != SP_PENDING ||
 			      !skb_queue_empty(&sk->sk_receive_queue) || sk->sk_err ||
 			      (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN), &wait);
 		remove_wait_queue(sk_sleep(sk), &wait);
-		if (signal_pending(current)) {
-			err = sock_intr_errno(*timeo);
-			break;
-		}
+		if (signal_pending(current))
+			return sock_intr_errno(*timeo);
 	}
-	release_sock(sk);
-	return err;
+	return 0;
 }
 
 /* recv(MSG_OOB): the urgent byte once, EINVAL when there is none, as
- * TCP answers. */
-static int ss_recv_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
+ * TCP answers.
+ */
+static int ss_recv_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
 		       size_t len, int flags)
 {
-	struct ss_pair *p = ss->pair;
+	struct ss_pair *p = c->p;
 	bool have;
 	u8 b = 0;
 
 	if (sock_flag(sk, SOCK_URGINLINE) || !len)
 		return -EINVAL;
 	spin_lock_bh(&p->lock);
-	have = p->urg_valid[ss->side];
+	have = p->urg_valid[c->side];
 	if (have) {
-		b = p->urg_byte[ss->side];
+		b = p->urg_byte[c->side];
 		if (!(flags & MSG_PEEK))
-			p->urg_valid[ss->side] = false;
+			p->urg_valid[c->side] = false;
 	}
 	spin_unlock_bh(&p->lock);
 	if (!have)
@@ -300,38 +401,14 @@ static int ss_recv_oob(struct sock *sk, struct ss_sock *ss, struct msghdr *msg,
 	return 1;
 }
 
-static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
-		      int flags, int *addr_len)
+static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
+			size_t len, int flags, long timeo)
 {
-	struct ss_sock *ss = ss_of(sk);
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	struct ss_ring *r = c->p->ring[c->side];
 	bool peek = flags & MSG_PEEK;
 	int copied = 0, err = 0, n, target;
-	struct ss_ring *r;
-	long timeo;
 
-	if (ss == &ss_listener_mark)
-		ss = NULL;
-	if (flags & MSG_ERRQUEUE)
-		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
-	if (flags & MSG_OOB) {
-		struct ss_sock *ps = ss_paired(sk);
-
-		if (!ps)
-			return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
-		return ss_recv_oob(sk, ps, msg, len, flags);
-	}
-	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
-	if (ss && READ_ONCE(ss->state) == SP_PENDING) {
-		err = ss_recv_pending(sk, ss, flags, &timeo);
-		if (err)
-			return err;
-	}
-	ss = ss_paired(sk);
-	if (!ss)
-		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
-
-	r = ss->pair->ring[ss->side];
 	lock_sock(sk);
 	target = sock_rcvlowat(sk, flags & MSG_WAITALL, len);
 	while (copied < len) {
@@ -341,7 +418,7 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		if (n > 0) {
 			copied += n;
 			if (!peek)
-				ss_kick_peer(ss, false);
+				ss_kick_peer(c, false);
 			continue;
 		}
 		if (n < 0) {
@@ -350,6 +427,11 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		}
 		if (copied >= target)
 			break;
+		if (ss_self_gone(c)) {
+			/* Disconnected meanwhile: TCP answers the rest. */
+			err = copied ? 0 : -ENOTCONN;
+			break;
+		}
 		if (sk->sk_err) {
 			err = sock_error(sk);
 			break;
@@ -368,90 +450,172 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 			err = sock_intr_errno(timeo);
 			break;
 		}
-		if (ss->busy_poll_us) {
+		if (c->busy_poll_us) {
+			bool hit;
+
 			release_sock(sk);
-			n = ss_busy_poll(ss, r);
+			hit = ss_busy_poll(sk, c, r, peek ? copied : 0);
 			lock_sock(sk);
-			if (n)
+			if (hit)
 				continue;
 		}
 		add_wait_queue(sk_sleep(sk), &wait);
 		sk_wait_event(sk, &timeo,
 			      ss_ring_avail(r) > (peek ? copied : 0) || sk->sk_err ||
+			      ss_self_gone(c) ||
 			      (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN), &wait);
 		remove_wait_queue(sk_sleep(sk), &wait);
 	}
 	release_sock(sk);
+	if (!peek)
+		ss_ring_reader_trim(r);
 	if (copied)
 		return copied;
 	return err;
 }
 
+static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
+		      int flags, int *addr_len)
+{
+	struct ss_sock *ss;
+	struct ss_ctx c;
+	long timeo;
+	int ret;
+
+	if (flags & MSG_ERRQUEUE)
+		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
+	if (flags & MSG_OOB) {
+		if (!ss_enter(sk, &c))
+			return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
+		ret = ss_recv_oob(sk, &c, msg, len, flags);
+		ss_leave(&c);
+		return ret;
+	}
+	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
+	rcu_read_lock();
+	ss = ss_of(sk);
+	ret = ss && READ_ONCE(ss->state) == SP_PENDING;
+	rcu_read_unlock();
+	if (ret) {
+		lock_sock(sk);
+		ret = ss_recv_pending(sk, &timeo);
+		release_sock(sk);
+		if (ret)
+			return ret;
+	}
+	if (!ss_enter(sk, &c))
+		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
+	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo);
+	ss_leave(&c);
+	if (ret == -ENOTCONN)
+		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
+	return ret;
+}
+
 static int ss_ioctl(struct sock *sk, int cmd, int *karg)
 {
-	struct ss_sock *ss = ss_paired(sk);
+	struct ss_pair *p;
+	struct ss_ring *r;
+	int side;
 
-	if (!ss)
+	rcu_read_lock();
+	p = ss_pair_rcu(sk, &side);
+	if (!p) {
+		rcu_read_unlock();
 		return tcp_prot.ioctl(sk, cmd, karg);
+	}
 	switch (cmd) {
 	case SIOCINQ:
-		*karg = ss_ring_avail(ss->pair->ring[ss->side]);
-		return 0;
-	case SIOCOUTQ: {
+		*karg = ss_ring_avail(p->ring[side]);
+		break;
+	case SIOCOUTQ:
 		/* Written but not yet read by the peer: TCP's unacked bytes. */
-		struct ss_ring *r = ss->pair->ring[!ss->side];
-
+		r = p->ring[!side];
 		*karg = READ_ONCE(r->head) - smp_load_acquire(&r->tail);
-		return 0;
-	}
+		break;
 	case SIOCOUTQNSD:
 		*karg = 0;
-		return 0;
+		break;
+	default:
+		rcu_read_unlock();
+		return tcp_prot.ioctl(sk, cmd, karg);
 	}
-	return tcp_prot.ioctl(sk, cmd, karg);
+	rcu_read_unlock();
+	return 0;
 }
 
 /* tcp_poll asks this when TCP's own queue is not readable: honour
- * SO_RCVLOWAT as TCP does for its queue. */
+ * SO_RCVLOWAT as TCP does for its queue.
+ */
 static bool ss_sock_is_readable(struct sock *sk)
 {
-	struct ss_sock *ss = ss_paired(sk);
+	struct ss_pair *p;
+	bool ret = false;
+	int side;
 
-	return ss && ss_ring_avail(ss->pair->ring[ss->side]) >=
-		     max_t(int, READ_ONCE(sk->sk_rcvlowat), 1);
+	rcu_read_lock();
+	p = ss_pair_rcu(sk, &side);
+	if (p)
+		ret = ss_ring_avail(p->ring[side]) >= max_t(int, READ_ONCE(sk->sk_rcvlowat), 1);
+	rcu_read_unlock();
+	return ret;
 }
 
 /* ---- teardown entry points ---- */
 
+/*
+ * A prepared listener's child holds the module through its creator proto
+ * (sk_prot_alloc) until it is freed, and a TIME_WAIT socket made from it
+ * would hold it for another 60 s. Once the child runs as plain TCP, give
+ * it TCP's own creator and drop that reference. Only from a syscall on its
+ * file: the file's reference (our proto_ops) keeps the module until this
+ * code has returned.
+ */
+static void ss_drop_creator(struct sock *sk, int fam)
+{
+	if (sk->sk_prot_creator != &ss_fam[fam].prot || !in_task() || !sk->sk_socket ||
+	    READ_ONCE(sk->sk_socket->ops) != &ss_fam[fam].ops)
+		return;
+	sk->sk_prot_creator = ss_fam[fam].base_prot;
+	module_put(THIS_MODULE);
+}
+
 static void ss_close(struct sock *sk, long timeout)
 {
-	struct proto *base = ss_fam[ss_family_of(sk)].base_prot;
-	bool listener = ss_of(sk) == &ss_listener_mark;
+	int fam = ss_family_of(sk);
+	struct proto *base = ss_fam[fam].base_prot;
 
-	if (listener)
-		__module_get(THIS_MODULE);	/* keep our code while TCP closes */
+	lock_sock(sk);
 	/* TCP resets a connection closed with received data unread
 	 * (tcp_close, RFC 2525) and our ring is received data it cannot see:
 	 * linger 0 takes tcp_close down the same reset path. Nobody can read
-	 * the option any more: the file is gone. */
+	 * the option any more: the file is gone.
+	 */
 	if (ss_teardown(sk)) {
-		lock_sock(sk);	/* sk_flags: softirq sets bits too */
 		sock_set_flag(sk, SOCK_LINGER);
 		WRITE_ONCE(sk->sk_lingertime, 0);
-		release_sock(sk);
 	}
-	/* A child of a prepared listener that never paired still has the
-	 * listen proto; TCP's own closes it. */
+	/* A child of a prepared listener that never paired still has our
+	 * proto; TCP's own closes it.
+	 */
 	WRITE_ONCE(sk->sk_prot, base);
+	ss_drop_creator(sk, fam);
+	release_sock(sk);
 	base->close(sk, timeout);
-	if (listener)
-		module_put(THIS_MODULE);
 }
 
+/* Under the socket's lock: connect(AF_UNSPEC), or a listener's close for
+ * a child it never handed out.
+ */
 static int ss_disconnect(struct sock *sk, int flags)
 {
+	int fam = ss_family_of(sk);
+	struct proto *base = ss_fam[fam].base_prot;
+
 	ss_teardown(sk);
-	return tcp_prot.disconnect(sk, flags);
+	WRITE_ONCE(sk->sk_prot, base);
+	ss_drop_creator(sk, fam);
+	return base->disconnect(sk, flags);
 }
 
 static void ss_destroy(struct sock *sk)
@@ -468,28 +632,33 @@ static __poll_t ss_poll(struct file *file, struct socket *sock, poll_table *wait
 {
 	struct sock *sk = sock->sk;
 	__poll_t mask = tcp_poll(file, sock, wait);
-	struct ss_sock *ss = ss_paired(sk);
-	struct ss_ring *r;
+	struct ss_ring *w;
+	struct ss_pair *p;
+	int side;
 
-	if (!ss)
-		return mask;
-	r = ss->pair->ring[ss->side];
-	if (ss_ring_avail(r) >= max_t(int, READ_ONCE(sk->sk_rcvlowat), 1))
+	rcu_read_lock();
+	p = ss_pair_rcu(sk, &side);
+	if (!p)
+		goto out;
+	if (ss_ring_avail(p->ring[side]) >= max_t(int, READ_ONCE(sk->sk_rcvlowat), 1))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	if (READ_ONCE(ss->pair->urg_valid[ss->side]))
+	if (READ_ONCE(p->urg_valid[side]))
 		mask |= EPOLLPRI;
-	if (!ss_peer_gone(ss) && !(READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)) {
-		if (ss_ring_free_space(ss->pair->ring[!ss->side])) {
+	if (!READ_ONCE(p->gone[!side]) && !(READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)) {
+		w = p->ring[!side];
+		if (ss_ring_free_space(w)) {
 			mask |= EPOLLOUT | EPOLLWRNORM;
 		} else {
 			mask &= ~(EPOLLOUT | EPOLLWRNORM);
 			set_bit(SOCK_NOSPACE, &sock->flags);
 			/* The reader may have freed space since the check. */
 			smp_mb__after_atomic();
-			if (ss_ring_free_space(ss->pair->ring[!ss->side]))
+			if (ss_ring_free_space(w))
 				mask |= EPOLLOUT | EPOLLWRNORM;
 		}
 	}
+out:
+	rcu_read_unlock();
 	return mask;
 }
 
@@ -497,10 +666,15 @@ static ssize_t ss_splice_read(struct socket *sock, loff_t *ppos,
 			      struct pipe_inode_info *pipe, size_t len,
 			      unsigned int flags)
 {
-	struct ss_sock *ss = ss_of(sock->sk);
+	struct ss_sock *ss;
+	bool ours;
 
+	rcu_read_lock();
+	ss = ss_of(sock->sk);
+	ours = ss && (READ_ONCE(ss->state) == SP_PAIRED || READ_ONCE(ss->state) == SP_PENDING);
+	rcu_read_unlock();
 	/* Through recvmsg, which knows the ring (and a pending socket). */
-	if (ss && ss != &ss_listener_mark)
+	if (ours)
 		return copy_splice_read(sock->file, ppos, pipe, len, flags);
 	return ss_fam[ss_family_of(sock->sk)].base_ops->splice_read(sock, ppos, pipe, len, flags);
 }
@@ -530,21 +704,21 @@ static void ss_build(struct ss_family *f)
 	f->prot.close = ss_close;
 	f->prot.disconnect = ss_disconnect;
 	f->prot.destroy = ss_destroy;
-
-	/* Children of a prepared listener are cloned from this one, which
-	 * takes a module reference per child (sk_prot_alloc). The same
-	 * overrides serve them: each falls through to TCP for a socket that
-	 * is not paired. */
-	f->listen_prot = f->prot;
-	f->listen_prot.owner = THIS_MODULE;
+	/* Children of a prepared listener are cloned with this proto, which
+	 * takes a module reference per child (sk_prot_alloc). The overrides
+	 * fall through to TCP for a socket that is not paired.
+	 */
+	f->prot.owner = THIS_MODULE;
 
 	f->ops = *f->base_ops;
 	f->ops.poll = ss_poll;
 	f->ops.splice_read = ss_splice_read;
+	f->ops.owner = THIS_MODULE;
 }
 
 /* The first socket of a family gives us TCP's proto_ops for it (IPv6's
- * are not exported). */
+ * are not exported).
+ */
 int ss_prepare_family(struct sock *sk, int fam)
 {
 	struct proto *want = fam == SS_INET6 ? &tcpv6_prot : &tcp_prot;
@@ -569,24 +743,60 @@ int ss_prepare_family(struct sock *sk, int fam)
 	return 0;
 }
 
-/* Accepted sockets inherit the listener's proto_ops (do_accept), and
- * children its proto (sk_clone_lock): preparing the listener is how a
- * passive socket gets our poll and splice_read before it exists. */
+/*
+ * Our proto_ops on the socket's file, once, with the module reference that
+ * __sock_release drops after the release (our close) has returned. The
+ * file is held meanwhile, so a close that races the handshake releases the
+ * socket after this and drops the reference it took.
+ */
+int ss_take_ops(struct sock *sk, int fam)
+{
+	struct socket *sock = sk->sk_socket;
+	const struct proto_ops *ops = READ_ONCE(sock->ops);
+	struct file *file;
+
+	if (ops == &ss_fam[fam].ops)
+		return 0;
+	if (ops != ss_fam[fam].base_ops)
+		return -EOPNOTSUPP;
+	file = sock->file ? get_file_active(&sock->file) : NULL;
+	if (!file)
+		return -EBADF;	/* a kernel socket, or one being released */
+	__module_get(THIS_MODULE);
+	WRITE_ONCE(sock->ops, &ss_fam[fam].ops);
+	fput(file);
+	return 0;
+}
+
+/* Accepted sockets inherit the listener's proto_ops (do_accept, with a
+ * module reference), and children its proto (sk_clone_lock): preparing
+ * the listener is how a passive socket gets our poll and splice_read
+ * before it exists. Called at listen(), with the socket locked.
+ */
 int ss_prepare_listener(struct sock *sk)
 {
 	int fam = ss_family_of(sk), err;
+	struct ss_sock *ss;
 
 	err = ss_prepare_family(sk, fam);
 	if (err)
 		return err;
-	if (ss_of(sk) == &ss_listener_mark)
+	ss = ss_of(sk);
+	if (ss && ss->state == SP_LISTENER)
 		return 1;	/* a program on another cgroup level did it */
-	if (__sk_user_data(sk) || sk->sk_prot != ss_fam[fam].base_prot ||
-	    READ_ONCE(sk->sk_socket->ops) != ss_fam[fam].base_ops)
+	if (__sk_user_data(sk) || sk->sk_prot != ss_fam[fam].base_prot)
 		return -EBUSY;
-	__module_get(THIS_MODULE);	/* dropped at the listener's teardown */
-	__rcu_assign_sk_user_data_with_flags(sk, &ss_listener_mark, SK_USER_DATA_NOCOPY);
-	WRITE_ONCE(sk->sk_socket->ops, &ss_fam[fam].ops);
-	WRITE_ONCE(sk->sk_prot, &ss_fam[fam].listen_prot);
+	ss = ss_listener_alloc();
+	if (!ss)
+		return -ENOMEM;
+	err = ss_take_ops(sk, fam);
+	if (err) {
+		kfree(ss);
+		return err;
+	}
+	ss->sk = sk;
+	ss->base_prot = ss_fam[fam].base_prot;
+	__rcu_assign_sk_user_data_with_flags(sk, ss, SK_USER_DATA_NOCOPY);
+	WRITE_ONCE(sk->sk_prot, &ss_fam[fam].prot);
 	return 0;
 }

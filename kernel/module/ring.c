@@ -4,17 +4,29 @@
  * copies out (recvmsg), so a sender runs ahead of its reader by up to the
  * ring's size and both sides batch. One producer and one consumer, each
  * serialized by its own socket lock; release/acquire on the cursors orders
- * the bytes against them.
+ * the bytes and the page slots against them.
  *
- * The ring is a power-of-two span of page slots. The producer fills a slot
- * with a page the first time it writes there, in process context, so a
- * connection pays memory only for what its peer actually left unread, as
- * with TCP, and pairing (often in softirq) allocates only the slot array.
- * Pages stay until the ring is freed.
+ * Memory follows the bytes in flight, as with TCP. The producer puts a
+ * page in a slot when it first writes there, taking a stashed one before
+ * it allocates. The consumer takes the page out of every slot it has
+ * drained, before it publishes the cursor that hands the slot back, and
+ * stashes it. The producer never writes into the page the consumer still
+ * reads (ss_ring_room), so a drained page is the consumer's alone. A
+ * request/response connection so keeps a page or two per direction.
+ *
+ * Every page is charged like socket memory to the writer's socket, with
+ * TCP's own helpers: its memory cgroup and TCP's memory accounting see it,
+ * and a refused charge makes the writer wait as TCP's writers wait for
+ * memory. Charging and freeing happen under the writer's socket lock (its
+ * forward allocation is guarded by it): the producer trims the stash to
+ * SS_RING_SPARE pages after each write, the consumer takes the writer's
+ * lock to trim after a burst, and the writer's teardown uncharges what is
+ * left; the pages still holding unread bytes go when the ring does.
  */
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <net/sock.h>
 
 #include "socksplice.h"
 
@@ -32,7 +44,8 @@ struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp)
 		return NULL;
 	r->size = size;
 	r->mask = size - 1;
-	r->pages = kcalloc(size >> PAGE_SHIFT, sizeof(*r->pages), gfp | __GFP_NOWARN);
+	r->nslots = size >> PAGE_SHIFT;
+	r->pages = kcalloc(2 * r->nslots, sizeof(*r->pages), gfp | __GFP_NOWARN);
 	if (!r->pages) {
 		kfree(r);
 		return NULL;
@@ -40,18 +53,82 @@ struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp)
 	return r;
 }
 
+/* At pairing: the socket that will write into r pays for its pages. */
+void ss_ring_attach(struct ss_ring *r, struct sock *writer)
+{
+	sock_hold(writer);
+	r->wsk = writer;
+}
+
+static struct page **ss_stash(struct ss_ring *r, u32 i)
+{
+	return &r->pages[r->nslots + (i & (r->nslots - 1))];
+}
+
+static void ss_page_free(struct page *pg)
+{
+	__free_page(pg);
+	atomic_long_sub(PAGE_SIZE, &ss_live_ring_bytes);
+}
+
+/* Under wsk's lock. */
+static void ss_page_uncharge(struct ss_ring *r)
+{
+	if (r->wsk_gone)
+		return;
+	r->charged--;
+	sk_mem_uncharge(r->wsk, PAGE_SIZE);
+}
+
+/* Under wsk's lock: frees stashed pages beyond keep. */
+static void ss_ring_trim(struct ss_ring *r, u32 keep)
+{
+	while (smp_load_acquire(&r->spare_head) - r->spare_tail > keep) {
+		ss_page_free(*ss_stash(r, r->spare_tail));
+		smp_store_release(&r->spare_tail, r->spare_tail + 1);
+		ss_page_uncharge(r);
+	}
+}
+
+/* The writer tears down, with its socket locked: no page will be written
+ * again, and what stays (unread bytes) is no longer charged to it.
+ */
+void ss_ring_writer_gone(struct ss_ring *r)
+{
+	ss_ring_trim(r, 0);
+	if (r->charged)
+		sk_mem_uncharge(r->wsk, r->charged * PAGE_SIZE);
+	r->charged = 0;
+	r->wsk_gone = true;
+}
+
+/* After a burst the reader gives the writer's memory back: with its own
+ * socket unlocked, so two sockets' locks are never held at once.
+ */
+void ss_ring_reader_trim(struct ss_ring *r)
+{
+	if (READ_ONCE(r->spare_head) - READ_ONCE(r->spare_tail) <= SS_RING_SPARE)
+		return;
+	lock_sock(r->wsk);
+	ss_ring_trim(r, SS_RING_SPARE);
+	release_sock(r->wsk);
+}
+
+/* After both ends tore down. */
 void ss_ring_free(struct ss_ring *r)
 {
 	u32 i;
 
 	if (!r)
 		return;
-	for (i = 0; i < r->size >> PAGE_SHIFT; i++) {
-		if (r->pages[i]) {
-			__free_page(r->pages[i]);
-			atomic_long_sub(PAGE_SIZE, &ss_live_ring_bytes);
-		}
-	}
+	WARN_ON_ONCE(r->charged);
+	for (i = 0; i < r->nslots; i++)
+		if (r->pages[i])
+			ss_page_free(r->pages[i]);
+	for (i = r->spare_tail; i != r->spare_head; i++)
+		ss_page_free(*ss_stash(r, i));
+	if (r->wsk)
+		sock_put(r->wsk);
 	kfree(r->pages);
 	kfree(r);
 }
@@ -61,21 +138,55 @@ u32 ss_ring_avail(struct ss_ring *r)
 	return smp_load_acquire(&r->head) - r->tail;
 }
 
-u32 ss_ring_free_space(struct ss_ring *r)
+/*
+ * The producer never enters the page the consumer is still reading (the
+ * tail's page, one lap on): that page is the consumer's until it has
+ * drained it and taken it out of its slot.
+ */
+static u32 ss_ring_room(const struct ss_ring *r, u32 head, u32 tail)
 {
-	return r->size - (READ_ONCE(r->head) - smp_load_acquire(&r->tail));
+	return r->size - (head - (tail & (u32)PAGE_MASK));
 }
 
-/* Returns bytes copied (0: ring full), -EFAULT or -ENOMEM. */
-int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len)
+u32 ss_ring_free_space(struct ss_ring *r)
+{
+	return ss_ring_room(r, READ_ONCE(r->head), smp_load_acquire(&r->tail));
+}
+
+/* A page for a slot: a stashed one, or a new one the writer pays for. */
+static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
+{
+	struct page *pg;
+
+	if (r->spare_tail != smp_load_acquire(&r->spare_head)) {
+		pg = *ss_stash(r, r->spare_tail);
+		smp_store_release(&r->spare_tail, r->spare_tail + 1);
+		return pg;
+	}
+	if (!sk_wmem_schedule(sk, PAGE_SIZE))
+		return NULL;
+	pg = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+	if (!pg)
+		return NULL;
+	sk_mem_charge(sk, PAGE_SIZE);
+	r->charged++;
+	atomic_long_add(PAGE_SIZE, &ss_live_ring_bytes);
+	return pg;
+}
+
+/* The writer, with its socket locked. Returns bytes copied (0: ring
+ * full), -EFAULT, or -ENOBUFS when no page could be had within the
+ * socket memory limits.
+ */
+int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, size_t len)
 {
 	u32 head = r->head, free, done = 0;
 	int err = 0;
 
-	free = r->size - (head - r->cached_tail);
+	free = ss_ring_room(r, head, r->cached_tail);
 	if (free < len) {
 		r->cached_tail = smp_load_acquire(&r->tail);
-		free = r->size - (head - r->cached_tail);
+		free = ss_ring_room(r, head, r->cached_tail);
 	}
 	len = min_t(size_t, len, free);
 	while (done < len) {
@@ -85,14 +196,13 @@ int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len)
 		size_t c;
 
 		if (!r->pages[slot]) {
-			struct page *p = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+			struct page *pg = ss_page_get(r, sk);
 
-			if (!p) {
-				err = -ENOMEM;
+			if (!pg) {
+				err = -ENOBUFS;
 				break;
 			}
-			r->pages[slot] = p;
-			atomic_long_add(PAGE_SIZE, &ss_live_ring_bytes);
+			r->pages[slot] = pg;
 		}
 		c = copy_page_from_iter(r->pages[slot], poff, chunk, from);
 		done += c;
@@ -101,15 +211,37 @@ int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len)
 			break;
 		}
 	}
+	ss_ring_trim(r, SS_RING_SPARE);
 	if (!done)
 		return err;
 	smp_store_release(&r->head, head + done);
 	return done;
 }
 
+/* The consumer stashes the pages of the slots it drained, moving the
+ * tail from old to new, before it publishes new. The stash has a place
+ * for every slot, so it cannot overflow.
+ */
+static void ss_ring_drained(struct ss_ring *r, u32 old, u32 new)
+{
+	u32 pos = old & (u32)PAGE_MASK;
+
+	for (; new - pos >= PAGE_SIZE; pos += PAGE_SIZE) {
+		u32 slot = (pos & r->mask) >> PAGE_SHIFT;
+		struct page *pg = r->pages[slot];
+
+		if (!pg)
+			continue;
+		r->pages[slot] = NULL;
+		*ss_stash(r, r->spare_head) = pg;
+		smp_store_release(&r->spare_head, r->spare_head + 1);
+	}
+}
+
 /* Copies up to len bytes starting skip bytes into the readable data (to
  * NULL: copies nothing, as TCP's MSG_TRUNC); consumes them unless peek.
- * Returns bytes copied (0: nothing there) or -EFAULT. */
+ * Returns bytes copied (0: nothing there) or -EFAULT.
+ */
 int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 		 u32 skip, bool peek)
 {
@@ -137,7 +269,9 @@ int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 	}
 	if (!done)
 		return -EFAULT;
-	if (!peek)
+	if (!peek) {
+		ss_ring_drained(r, tail, tail + done);
 		smp_store_release(&r->tail, tail + done);
+	}
 	return done;
 }

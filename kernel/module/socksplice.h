@@ -23,23 +23,38 @@
 /* The kfunc's argument block, the limits: shared with the BPF programs. */
 #include <socksplice/abi.h>
 
-/* ring.c: single producer, single consumer, power-of-two bytes of lazily
- * allocated pages. The
- * cursors run freely (u32 wrap) and sit on separate cache lines; each side
- * caches the other's cursor so the hot path stays off the shared line. */
+/* ring.c: single producer, single consumer, power-of-two bytes of page
+ * slots. The cursors run freely (u32 wrap) and sit on separate cache
+ * lines; each side caches the other's cursor so the hot path stays off the
+ * shared line. A slot has a page only while it holds unread bytes (or is
+ * being filled): the reader hands drained pages back through a stash, so
+ * memory follows the bytes in flight, not the ring's size.
+ */
+#define SS_RING_SPARE 4		/* stashed pages kept beyond the bytes in flight */
+
 struct ss_ring {
 	u32 size;
 	u32 mask;
-	struct page **pages;	/* size / PAGE_SIZE slots, filled on first write */
+	u32 nslots;
+	struct page **pages;	/* nslots slots, then the nslots-entry stash */
+	struct sock *wsk;	/* the writer, charged for the pages (held) */
+	/* Under wsk's socket lock: */
+	int charged;		/* pages charged to wsk */
+	bool wsk_gone;		/* wsk tore down: nothing is charged any more */
 	u32 head ____cacheline_aligned_in_smp;	/* producer */
 	u32 cached_tail;
+	u32 spare_tail;		/* producer takes stashed pages here */
 	u32 tail ____cacheline_aligned_in_smp;	/* consumer */
 	u32 cached_head;
+	u32 spare_head;		/* consumer returns drained pages here */
 };
 
 struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp);
+void ss_ring_attach(struct ss_ring *r, struct sock *writer);
+void ss_ring_writer_gone(struct ss_ring *r);
+void ss_ring_reader_trim(struct ss_ring *r);
 void ss_ring_free(struct ss_ring *r);
-int ss_ring_write(struct ss_ring *r, struct iov_iter *from, size_t len);
+int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, size_t len);
 int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 		 u32 skip, bool peek);
 u32 ss_ring_avail(struct ss_ring *r);	/* consumer side */
@@ -57,47 +72,57 @@ struct ss_key {
 enum sp_state {
 	SP_PENDING,	/* waiting for the peer's call; TCP untouched */
 	SP_PAIRED,	/* payload goes through the rings */
-	SP_TCP,		/* gave up before pairing: plain TCP for good */
+	SP_TCP,		/* gave up before pairing, or torn down: plain TCP */
+	SP_LISTENER,	/* a prepared listener: its children can pair */
 };
 
-/* Shared by the two paired sockets; freed when both have let go. */
+/*
+ * Shared by the two paired sockets. Each side's ss_sock holds a reference
+ * until its teardown, and every syscall that uses the pair holds one for
+ * its duration, so a ring outlives a teardown that races a sleeping reader
+ * or writer. The last put frees it after an RCU grace period: lockless
+ * readers (poll, ioctl) find it through the socket under rcu_read_lock().
+ */
 struct ss_pair {
 	refcount_t ref;
-	spinlock_t lock;	/* guards sk[] against teardown */
-	struct sock *sk[2];
+	spinlock_t lock;	/* guards sk[] and the urgent bytes */
+	struct sock *sk[2];	/* NULL once side i tore down */
 	struct ss_ring *ring[2];	/* ring[i] is read by side i */
 	bool gone[2];		/* side i tore down */
 	/* TCP urgent data for side i (MSG_OOB): the byte travels beside the
-	 * ring, as TCP's out-of-band byte travels beside its queue. */
+	 * ring, as TCP's out-of-band byte travels beside its queue.
+	 */
 	bool urg_valid[2];
 	u8 urg_byte[2];
+	struct rcu_head rcu;
 };
 
-/* Per socket, in sk_user_data while our proto is installed. */
+/* Per socket, in sk_user_data while our proto is installed; freed after
+ * an RCU grace period.
+ */
 struct ss_sock {
 	struct sock *sk;
 	struct proto *base_prot;
-	const struct proto_ops *base_ops;	/* NULL: ops were not swapped */
-	enum sp_state state;	/* under ss_pending_lock until SP_PAIRED */
+	enum sp_state state;	/* under its pending bucket's lock until SP_PAIRED */
 	struct ss_pair *pair;
 	int side;
 	struct ss_ring *ring;	/* own receive ring until pairing hands it over */
 	u32 busy_poll_us;
+	u32 bucket;		/* pending table bucket of self */
 	struct ss_key self, peer;
 	struct hlist_node node;
+	struct rcu_head rcu;
 };
-
-extern spinlock_t ss_pending_lock;
-/* sk_user_data of a prepared listener (not copied to children). */
-extern struct ss_sock ss_listener_mark;
 
 int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 		 bool passive, int fam);
 bool ss_teardown(struct sock *sk);
 struct ss_sock *ss_of(const struct sock *sk);
-struct sock *ss_peer_get(struct ss_sock *ss);
-bool ss_peer_gone(struct ss_sock *ss);
+struct ss_sock *ss_listener_alloc(void);
 void ss_give_up(struct ss_sock *ss);
+void ss_pair_put(struct ss_pair *p);
+int ss_pending_init(void);
+extern unsigned int ss_max_pending;
 
 /* proto.c: the overrides, one set per address family. */
 enum { SS_INET, SS_INET6, SS_NFAM };
@@ -105,8 +130,15 @@ enum { SS_INET, SS_INET6, SS_NFAM };
 struct ss_family {
 	struct proto *base_prot;
 	const struct proto_ops *base_ops;
-	struct proto prot;		/* for paired and pending sockets */
-	struct proto listen_prot;	/* listeners and their children */
+	/* Paired, pending and listening sockets and a prepared listener's
+	 * children; its owner is what holds the module for a child from its
+	 * clone until it is accepted or freed.
+	 */
+	struct proto prot;
+	/* Every socket file that ran our code keeps these until it is
+	 * released: __sock_release drops their module reference after the
+	 * last of our code (close) has returned.
+	 */
 	struct proto_ops ops;
 	bool ready;
 };
@@ -115,6 +147,8 @@ extern struct ss_family ss_fam[SS_NFAM];
 int ss_family_of(struct sock *sk);
 int ss_prepare_family(struct sock *sk, int fam);
 int ss_prepare_listener(struct sock *sk);
+bool ss_proto_ours(const struct proto *prot);
+int ss_take_ops(struct sock *sk, int fam);
 void ss_wake_reader(struct sock *sk);
 void ss_wake_writer(struct sock *sk);
 
@@ -127,12 +161,17 @@ struct ss_stats {
 	u64 busy_poll_hits;
 	u64 busy_polls;
 	u64 abi_mismatch;	/* calls from a program of another SS_ABI_VERSION */
+	u64 forged;		/* arguments that disagree with the socket */
+	u64 peer_mismatch;	/* keys matched, the sockets are not peers */
+	u64 pending_full;	/* the pending table was full: stayed TCP */
+	u64 mem_waits;		/* ring page refused by socket memory limits */
 };
 DECLARE_PER_CPU(struct ss_stats, ss_stats);
 #define ss_count(f, n) this_cpu_add(ss_stats.f, (n))
 
 /* What is alive now: all three return to zero once every spliced socket
- * has closed (the churn and soak tests check it). */
+ * has closed (the churn and soak tests check it).
+ */
 extern atomic_long_t ss_live_socks, ss_live_pairs, ss_live_ring_bytes;
 
 #endif
