@@ -83,6 +83,7 @@ __bpf_kfunc int bpf_sock_splice_pair(struct bpf_sock_ops *ctx,
 	passive = skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB;
 	fam = ss_family_of(sk);
 	if (passive)
+		/* Pairs with ss_prepare_family's release of the built copies. */
 		err = smp_load_acquire(&ss_fam[fam].ready) ? 0 : -EOPNOTSUPP;
 	else
 		err = ss_prepare_family(sk, fam);

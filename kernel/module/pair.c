@@ -27,7 +27,7 @@
  * host-wide one.
  */
 struct ss_bucket {
-	spinlock_t lock;
+	spinlock_t lock;	/* the chain, and its sockets' pending state */
 	struct hlist_head head;
 };
 
@@ -131,7 +131,8 @@ static void ss_own_tuple(struct sock *sk, u32 local[4], u32 remote[4], u16 *lpor
 	if (sk->sk_family == AF_INET6) {
 		memcpy(local, &sk->sk_v6_rcv_saddr, 16);
 		memcpy(remote, &sk->sk_v6_daddr, 16);
-	} else
+		goto ports;
+	}
 #endif
 	{
 		local[0] = 0;
@@ -143,6 +144,9 @@ static void ss_own_tuple(struct sock *sk, u32 local[4], u32 remote[4], u16 *lpor
 		remote[2] = htonl(0xffff);
 		remote[3] = inet->inet_daddr;
 	}
+#if IS_ENABLED(CONFIG_IPV6)
+ports:
+#endif
 	*lport = inet->inet_num;
 	*rport = ntohs(inet->inet_dport);
 }
@@ -349,7 +353,7 @@ static void ss_sock_free_rcu(struct rcu_head *head)
 
 /* Idempotent: from close, disconnect and destroy, whichever comes first.
  * Restores TCP's own proto, so none of our proto code runs afterwards
- * (our proto_ops stay until the file is released and fall through to
+ * (our proto_ops stay until the file is released and hand over to
  * TCP's). Returns whether bytes the peer sent were left unread in our
  * ring. Called with the socket locked or unreachable.
  */

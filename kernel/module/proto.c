@@ -3,8 +3,8 @@
  * The socket operations of a spliced socket. Our struct proto copy takes
  * sendmsg/recvmsg/ioctl and the teardown entry points; our proto_ops copy
  * takes poll and splice_read, which struct proto cannot reach. Everything
- * else is TCP's. A socket that is not (or no longer) paired falls through
- * to TCP's own functions.
+ * else is TCP's. A socket that is not (or no longer) paired goes on to
+ * TCP's own functions.
  */
 #include <asm/ioctls.h>
 #include <linux/module.h>
@@ -43,6 +43,7 @@ static bool ss_enter(struct sock *sk, struct ss_ctx *c)
 
 	rcu_read_lock();
 	ss = ss_of(sk);
+	/* Pairs with the release in ss_pair_sock: pair is set. */
 	if (ss && smp_load_acquire(&ss->state) == SP_PAIRED &&
 	    refcount_inc_not_zero(&ss->pair->ref)) {
 		c->p = ss->pair;
@@ -88,6 +89,7 @@ static struct ss_pair *ss_pair_rcu(struct sock *sk, int *side)
 {
 	struct ss_sock *ss = ss_of(sk);
 
+	/* Pairs with the release in ss_pair_sock: pair is set. */
 	if (!ss || smp_load_acquire(&ss->state) != SP_PAIRED)
 		return NULL;
 	*side = ss->side;
@@ -531,7 +533,7 @@ static int ss_ioctl(struct sock *sk, int cmd, int *karg)
 	case SIOCOUTQ:
 		/* Written but not yet read by the peer: TCP's unacked bytes. */
 		r = p->ring[!side];
-		*karg = READ_ONCE(r->head) - smp_load_acquire(&r->tail);
+		*karg = READ_ONCE(r->head) - smp_load_acquire(&r->tail); /* the reader's */
 		break;
 	case SIOCOUTQNSD:
 		*karg = 0;
@@ -679,7 +681,7 @@ static ssize_t ss_splice_read(struct socket *sock, loff_t *ppos,
 	return ss_fam[ss_family_of(sock->sk)].base_ops->splice_read(sock, ppos, pipe, len, flags);
 }
 
-#if !SS_RECVMSG_ADDR_LEN
+#ifndef SS_RECVMSG_ADDR_LEN
 static int ss_recvmsg_noaddr(struct sock *sk, struct msghdr *msg, size_t len, int flags)
 {
 	int addr_len = 0;
@@ -694,7 +696,7 @@ static void ss_build(struct ss_family *f)
 {
 	f->prot = *f->base_prot;
 	f->prot.sendmsg = ss_sendmsg;
-#if SS_RECVMSG_ADDR_LEN
+#ifdef SS_RECVMSG_ADDR_LEN
 	f->prot.recvmsg = ss_recvmsg;
 #else
 	f->prot.recvmsg = ss_recvmsg_noaddr;
@@ -706,7 +708,7 @@ static void ss_build(struct ss_family *f)
 	f->prot.destroy = ss_destroy;
 	/* Children of a prepared listener are cloned with this proto, which
 	 * takes a module reference per child (sk_prot_alloc). The overrides
-	 * fall through to TCP for a socket that is not paired.
+	 * hand over to TCP for a socket that is not paired.
 	 */
 	f->prot.owner = THIS_MODULE;
 
@@ -725,7 +727,7 @@ int ss_prepare_family(struct sock *sk, int fam)
 	struct ss_family *f = &ss_fam[fam];
 	const struct proto_ops *ops;
 
-	if (smp_load_acquire(&f->ready))
+	if (smp_load_acquire(&f->ready))	/* the copies below are built */
 		return 0;
 	if (sk->sk_prot != want || !sk->sk_socket)
 		return -EOPNOTSUPP;
@@ -737,7 +739,7 @@ int ss_prepare_family(struct sock *sk, int fam)
 		f->base_prot = want;
 		f->base_ops = ops;
 		ss_build(f);
-		smp_store_release(&f->ready, true);
+		smp_store_release(&f->ready, true);	/* after the copies */
 	}
 	spin_unlock_bh(&ss_fam_lock);
 	return 0;

@@ -83,8 +83,10 @@ static void ss_page_uncharge(struct ss_ring *r)
 /* Under wsk's lock: frees stashed pages beyond keep. */
 static void ss_ring_trim(struct ss_ring *r, u32 keep)
 {
+	/* Acquire: the consumer stashed the page before publishing it. */
 	while (smp_load_acquire(&r->spare_head) - r->spare_tail > keep) {
 		ss_page_free(*ss_stash(r, r->spare_tail));
+		/* Release: the place is the consumer's again. */
 		smp_store_release(&r->spare_tail, r->spare_tail + 1);
 		ss_page_uncharge(r);
 	}
@@ -135,6 +137,7 @@ void ss_ring_free(struct ss_ring *r)
 
 u32 ss_ring_avail(struct ss_ring *r)
 {
+	/* Acquire: the bytes before head are written. */
 	return smp_load_acquire(&r->head) - r->tail;
 }
 
@@ -150,6 +153,7 @@ static u32 ss_ring_room(const struct ss_ring *r, u32 head, u32 tail)
 
 u32 ss_ring_free_space(struct ss_ring *r)
 {
+	/* Acquire: the bytes and pages before tail are done with. */
 	return ss_ring_room(r, READ_ONCE(r->head), smp_load_acquire(&r->tail));
 }
 
@@ -158,8 +162,10 @@ static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 {
 	struct page *pg;
 
+	/* Acquire/release: as in ss_ring_trim. */
 	if (r->spare_tail != smp_load_acquire(&r->spare_head)) {
 		pg = *ss_stash(r, r->spare_tail);
+		/* Release: the place is the consumer's again. */
 		smp_store_release(&r->spare_tail, r->spare_tail + 1);
 		return pg;
 	}
@@ -185,6 +191,7 @@ int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, siz
 
 	free = ss_ring_room(r, head, r->cached_tail);
 	if (free < len) {
+		/* Acquire: the consumer is done with what lies before tail. */
 		r->cached_tail = smp_load_acquire(&r->tail);
 		free = ss_ring_room(r, head, r->cached_tail);
 	}
@@ -214,6 +221,7 @@ int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, siz
 	ss_ring_trim(r, SS_RING_SPARE);
 	if (!done)
 		return err;
+	/* Release: the bytes and their pages before the new head. */
 	smp_store_release(&r->head, head + done);
 	return done;
 }
@@ -234,6 +242,7 @@ static void ss_ring_drained(struct ss_ring *r, u32 old, u32 new)
 			continue;
 		r->pages[slot] = NULL;
 		*ss_stash(r, r->spare_head) = pg;
+		/* Release: the page is in its place. */
 		smp_store_release(&r->spare_head, r->spare_head + 1);
 	}
 }
@@ -249,6 +258,7 @@ int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 
 	avail = r->cached_head - tail;
 	if (avail < skip + len) {
+		/* Acquire: pairs with the producer's release of head. */
 		r->cached_head = smp_load_acquire(&r->head);
 		avail = r->cached_head - tail;
 	}
@@ -271,6 +281,7 @@ int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 		return -EFAULT;
 	if (!peek) {
 		ss_ring_drained(r, tail, tail + done);
+		/* Release: after the copy and the emptied slots. */
 		smp_store_release(&r->tail, tail + done);
 	}
 	return done;

@@ -139,7 +139,7 @@ struct ss_family {
 	 * released: __sock_release drops their module reference after the
 	 * last of our code (close) has returned.
 	 */
-	struct proto_ops ops;
+	struct proto_ops ops;	/* built at load, so not const */
 	bool ready;
 };
 
