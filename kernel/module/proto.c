@@ -563,6 +563,78 @@ static bool ss_sock_is_readable(struct sock *sk)
 	return ret;
 }
 
+/* ---- options that take the byte stream elsewhere ---- */
+
+static void ss_drop_creator(struct sock *sk, int fam);
+
+/*
+ * A ULP (kTLS) reads and writes TCP's queues itself and builds its proto
+ * tables from the socket's proto; repair mode dumps and restores TCP's
+ * queues. A socket that is not paired leaves our proto before the option
+ * applies, so they see TCP's own; a paired socket refuses (EBUSY), as its
+ * bytes are in the rings, where neither could follow them.
+ */
+static bool ss_stream_option(int level, int optname)
+{
+	return level == SOL_TCP &&
+	       (optname == TCP_ULP || optname == TCP_REPAIR || optname == TCP_REPAIR_QUEUE ||
+		optname == TCP_QUEUE_SEQ || optname == TCP_REPAIR_OPTIONS ||
+		optname == TCP_REPAIR_WINDOW);
+}
+
+static int ss_leave_proto(struct sock *sk)
+{
+	int fam = ss_family_of(sk);
+	struct ss_sock *ss;
+	int err = 0;
+
+	lock_sock(sk);
+	ss = ss_of(sk);
+	if (ss && ss->state == SP_PAIRED) {
+		err = -EBUSY;
+	} else if (ss_proto_ours(sk->sk_prot)) {
+		ss_teardown(sk);
+		WRITE_ONCE(sk->sk_prot, ss_fam[fam].base_prot);
+		ss_drop_creator(sk, fam);
+	}
+	release_sock(sk);
+	return err;
+}
+
+static int ss_setsockopt(struct sock *sk, int level, int optname, sockptr_t optval,
+			 unsigned int optlen)
+{
+	struct proto *base = ss_fam[ss_family_of(sk)].base_prot;
+
+	if (ss_stream_option(level, optname)) {
+		int err = ss_leave_proto(sk);
+
+		if (err)
+			return err;
+	}
+	return base->setsockopt(sk, level, optname, optval, optlen);
+}
+
+/* TCP_ZEROCOPY_RECEIVE maps TCP's queue, which a paired socket does not
+ * use: refused as MPTCP refuses it (EOPNOTSUPP), so the reader copies. */
+static int ss_getsockopt(struct sock *sk, int level, int optname, char __user *optval,
+			 int __user *optlen)
+{
+	struct proto *base = ss_fam[ss_family_of(sk)].base_prot;
+
+	if (level == SOL_TCP && optname == TCP_ZEROCOPY_RECEIVE) {
+		struct ss_pair *p;
+		int side;
+
+		rcu_read_lock();
+		p = ss_pair_rcu(sk, &side);
+		rcu_read_unlock();
+		if (p)
+			return -EOPNOTSUPP;
+	}
+	return base->getsockopt(sk, level, optname, optval, optlen);
+}
+
 /* ---- teardown entry points ---- */
 
 /*
@@ -702,6 +774,8 @@ static void ss_build(struct ss_family *f)
 	f->prot.recvmsg = ss_recvmsg_noaddr;
 #endif
 	f->prot.ioctl = ss_ioctl;
+	f->prot.setsockopt = ss_setsockopt;
+	f->prot.getsockopt = ss_getsockopt;
 	f->prot.sock_is_readable = ss_sock_is_readable;
 	f->prot.close = ss_close;
 	f->prot.disconnect = ss_disconnect;
