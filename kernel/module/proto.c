@@ -170,6 +170,8 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 				 */
 				if (uarg)
 					net_zcopy_put_abort(uarg, true);
+				if (!ss_self_gone(c))
+					ss_ring_writer_gone(r);
 				release_sock(sk);
 				return tcp_prot.sendmsg(sk, msg, len);
 			}
@@ -306,10 +308,15 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 	if (!ss_enter(sk, &c))
 		return tcp_prot.sendmsg(sk, msg, len);
 	/* After the peer went, TCP delivers the right error (the peer answers
-	 * with RST).
+	 * with RST); what we left in its ring stops counting as ours.
 	 */
-	if (ss_peer_gone(&c))
+	if (ss_peer_gone(&c)) {
+		lock_sock(sk);
+		if (!ss_self_gone(&c))
+			ss_ring_writer_gone(c.p->ring[!c.side]);
+		release_sock(sk);
 		ret = tcp_prot.sendmsg(sk, msg, len);
+	}
 	/* The last byte of an urgent send is TCP's out-of-band byte: the rest
 	 * goes into the ring, the byte beside it.
 	 */
@@ -414,6 +421,11 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 	lock_sock(sk);
 	target = sock_rcvlowat(sk, flags & MSG_WAITALL, len);
 	while (copied < len) {
+		if (ss_self_gone(c)) {
+			/* Disconnected meanwhile: TCP answers the rest. */
+			err = copied ? 0 : -ENOTCONN;
+			break;
+		}
 		/* MSG_TRUNC: TCP discards (or, peeking, counts) without copying. */
 		n = ss_ring_read(r, (flags & MSG_TRUNC) ? NULL : &msg->msg_iter,
 				 len - copied, peek ? copied : 0, peek);
@@ -429,11 +441,6 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		}
 		if (copied >= target)
 			break;
-		if (ss_self_gone(c)) {
-			/* Disconnected meanwhile: TCP answers the rest. */
-			err = copied ? 0 : -ENOTCONN;
-			break;
-		}
 		if (sk->sk_err) {
 			err = sock_error(sk);
 			break;

@@ -17,8 +17,9 @@
  * Every page is charged like socket memory to the writer's socket, with
  * TCP's own helpers: its memory cgroup and TCP's memory accounting see it,
  * and a refused charge makes the writer wait as TCP's writers wait for
- * memory. Charging and freeing happen under the writer's socket lock (its
- * forward allocation is guarded by it): the producer trims the stash to
+ * memory. The pages count in the writer's queued bytes (sk_wmem_queued),
+ * which SO_MEMINFO and ss -m report. Charging and freeing happen under the
+ * writer's socket lock (its forward allocation is guarded by it): the producer trims the stash to
  * SS_RING_SPARE pages after each write, the consumer takes the writer's
  * lock to trim after a burst, and the writer's teardown uncharges what is
  * left; the pages still holding unread bytes go when the ring does.
@@ -77,6 +78,7 @@ static void ss_page_uncharge(struct ss_ring *r)
 	if (r->wsk_gone)
 		return;
 	r->charged--;
+	sk_wmem_queued_add(r->wsk, -(int)PAGE_SIZE);
 	sk_mem_uncharge(r->wsk, PAGE_SIZE);
 }
 
@@ -97,9 +99,13 @@ static void ss_ring_trim(struct ss_ring *r, u32 keep)
  */
 void ss_ring_writer_gone(struct ss_ring *r)
 {
+	if (r->wsk_gone)
+		return;
 	ss_ring_trim(r, 0);
-	if (r->charged)
+	if (r->charged) {
+		sk_wmem_queued_add(r->wsk, -r->charged * (int)PAGE_SIZE);
 		sk_mem_uncharge(r->wsk, r->charged * PAGE_SIZE);
+	}
 	r->charged = 0;
 	r->wsk_gone = true;
 }
@@ -175,6 +181,7 @@ static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 	if (!pg)
 		return NULL;
 	sk_mem_charge(sk, PAGE_SIZE);
+	sk_wmem_queued_add(sk, PAGE_SIZE);
 	r->charged++;
 	atomic_long_add(PAGE_SIZE, &ss_live_ring_bytes);
 	return pg;
