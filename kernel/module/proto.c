@@ -524,7 +524,6 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 static int ss_ioctl(struct sock *sk, int cmd, int *karg)
 {
 	struct ss_pair *p;
-	struct ss_ring *r;
 	int side;
 
 	rcu_read_lock();
@@ -538,11 +537,11 @@ static int ss_ioctl(struct sock *sk, int cmd, int *karg)
 		*karg = ss_ring_avail(p->ring[side]);
 		break;
 	case SIOCOUTQ:
-		/* Written but not yet read by the peer: TCP's unacked bytes. */
-		r = p->ring[!side];
-		*karg = READ_ONCE(r->head) - smp_load_acquire(&r->tail); /* the reader's */
-		break;
 	case SIOCOUTQNSD:
+		/* Bytes in the peer's ring have reached its receive buffer:
+		 * TCP counts them neither as unacknowledged (OUTQ) nor as
+		 * unsent (OUTQNSD) once the peer has them.
+		 */
 		*karg = 0;
 		break;
 	default:
