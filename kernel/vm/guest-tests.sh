@@ -71,13 +71,15 @@ for p in "$@"; do
 done
 # The semantics matrix per path, when the suite ran: "same" everywhere is
 # the splice path's claim.
-md=$SOCKSPLICE_RESULTS/semantics.md
-if [ -f "$md" ]; then
-	awk -F'|' '
+for md in "$SOCKSPLICE_RESULTS"/semantics.md "$SOCKSPLICE_RESULTS"/semantics-hardening.md; do
+	[ -f "$md" ] || continue
+	what=semantics
+	[ "${md##*/}" = semantics.md ] || what="semantics (hardening)"
+	awk -F'|' -v what="$what" '
 	/^\| case / { for (i = 4; i < NF; i++) { h = $i; gsub(/ /, "", h); name[i] = h }; next }
 	/^\| [a-z]/ { for (i = 4; i < NF; i++) { v = $i; gsub(/ /, "", v); n[i]++; if (v == "same") same[i]++ } }
-	END { for (i = 4; i in name; i++) printf "semantics, %s path: %d of %d cells the same as TCP\n", name[i], same[i], n[i] }' "$md"
-fi
+	END { for (i = 4; i in name; i++) printf "%s, %s path: %d of %d cells the same as TCP\n", what, name[i], same[i], n[i] }' "$md"
+done
 # What auto picked here, as the suites' self-test saw it.
 grep -h -o 'auto on this node: .*' "$OUT"/*.log 2>/dev/null | sort -u | head -3
 # Taints other than an out-of-tree (O, 4096) or unsigned (E, 8192)

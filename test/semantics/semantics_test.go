@@ -120,6 +120,13 @@ func TestMain(m *testing.M) { testenv.TestMain(m) }
 // fails the run unless known_gaps.json lists it for that engine; a listed
 // gap that no longer shows fails it too, so the table stays true.
 func TestSemantics(t *testing.T) {
+	runMatrix(t, "semantics", "Semantics matrix", cases)
+}
+
+// runMatrix runs each case on every path and topology, checks the cells
+// against plain TCP and known_gaps.json, watches the kernel log, writes
+// results/NAME.{json,md} and checks the auto rule.
+func runMatrix(t *testing.T, name, title string, cases []Case) {
 	testenv.RequireRoot(t)
 	gaps := knownGaps(t)
 	kmsg := openKmsg(t)
@@ -179,7 +186,7 @@ func TestSemantics(t *testing.T) {
 		}
 	}
 	cells = append(cells, kmsg.check(t)...)
-	md := writeMatrix(t, cells)
+	md := writeMatrix(t, name, title, cells)
 	fmt.Println(md)
 	checkAutoRule(t, pin, cells)
 }
@@ -266,20 +273,20 @@ func resultsDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "results")
 }
 
-// writeMatrix writes semantics.json and semantics.md and returns the
-// Markdown: one row per case and topology, one column per path.
-func writeMatrix(t *testing.T, cells []Cell) string {
+// writeMatrix writes NAME.json and NAME.md and returns the Markdown: one
+// row per case and topology, one column per path.
+func writeMatrix(t *testing.T, name, title string, cells []Cell) string {
 	dir := resultsDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := json.MarshalIndent(cells, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "semantics.json"), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	kernel := kernelRelease()
-	fmt.Fprintf(&b, "Semantics matrix, kernel %s (same / differs / fails, against plain TCP in the same topology)\n\n", kernel)
+	fmt.Fprintf(&b, "%s, kernel %s (same / differs / fails, against plain TCP in the same topology)\n\n", title, kernel)
 	b.WriteString("| case | topology |")
 	for _, p := range paths {
 		b.WriteString(" " + p.Name + " |")
@@ -326,7 +333,7 @@ func writeMatrix(t *testing.T, cells []Cell) string {
 		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
 	}
 	md := b.String()
-	if err := os.WriteFile(filepath.Join(dir, "semantics.md"), []byte(md), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(md), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return md
