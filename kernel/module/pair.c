@@ -271,8 +271,8 @@ int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 		p->sk[1] = sk;
 		p->ring[0] = e->ring;
 		p->ring[1] = ss->ring;
-		ss_ring_attach(p->ring[0], sk);
-		ss_ring_attach(p->ring[1], e->sk);
+		ss_ring_attach(p->ring[0], sk, e->sk);
+		ss_ring_attach(p->ring[1], e->sk, sk);
 		e->ring = NULL;
 		ss->ring = NULL;
 		e->pair = p;

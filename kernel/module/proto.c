@@ -155,6 +155,7 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 	}
 	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
 	while (msg_data_left(msg)) {
+		ss_ring_set_limit(r);
 		if (sk->sk_err) {
 			err = sock_error(sk);
 			break;
@@ -234,6 +235,9 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		else
 			net_zcopy_put_abort(uarg, true);
 	}
+	/* In the reader's buffer at once: sent and acknowledged for TCP_INFO. */
+	tcp_sk(sk)->bytes_sent += copied;
+	tcp_sk(sk)->bytes_acked += copied;
 	release_sock(sk);
 	if (copied)
 		return copied;
@@ -415,11 +419,14 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
 	struct ss_ring *r = c->p->ring[c->side];
-	bool peek = flags & MSG_PEEK;
+	bool peek = flags & MSG_PEEK, kick = false;
 	int copied = 0, err = 0, n, target;
+	u32 skip = 0;
 
 	lock_sock(sk);
 	target = sock_rcvlowat(sk, flags & MSG_WAITALL, len);
+	if (peek)
+		skip = max(sk_peek_offset(sk, flags), 0);	/* SO_PEEK_OFF */
 	while (copied < len) {
 		if (ss_self_gone(c)) {
 			/* Disconnected meanwhile: TCP answers the rest. */
@@ -428,11 +435,10 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		}
 		/* MSG_TRUNC: TCP discards (or, peeking, counts) without copying. */
 		n = ss_ring_read(r, (flags & MSG_TRUNC) ? NULL : &msg->msg_iter,
-				 len - copied, peek ? copied : 0, peek);
+				 len - copied, peek ? skip + copied : 0, peek);
 		if (n > 0) {
 			copied += n;
-			if (!peek)
-				ss_kick_peer(c, false);
+			kick = !peek;
 			continue;
 		}
 		if (n < 0) {
@@ -447,7 +453,7 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		}
 		if (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) {
 			/* FIN follows every byte the peer put in the ring. */
-			if (ss_ring_avail(r) <= (peek ? copied : 0))
+			if (ss_ring_avail(r) <= (peek ? skip + copied : 0))
 				break;
 			continue;
 		}
@@ -459,28 +465,82 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 			err = sock_intr_errno(timeo);
 			break;
 		}
+		/* A writer waiting for room gets it before we wait for data. */
+		if (kick && ss_ring_writable(r)) {
+			ss_kick_peer(c, false);
+			kick = false;
+		}
 		if (c->busy_poll_us) {
 			bool hit;
 
 			release_sock(sk);
-			hit = ss_busy_poll(sk, c, r, peek ? copied : 0);
+			hit = ss_busy_poll(sk, c, r, peek ? skip + copied : 0);
 			lock_sock(sk);
 			if (hit)
 				continue;
 		}
 		add_wait_queue(sk_sleep(sk), &wait);
 		sk_wait_event(sk, &timeo,
-			      ss_ring_avail(r) > (peek ? copied : 0) || sk->sk_err ||
+			      ss_ring_avail(r) > (peek ? skip + copied : 0) || sk->sk_err ||
 			      ss_self_gone(c) ||
 			      (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN), &wait);
 		remove_wait_queue(sk_sleep(sk), &wait);
 	}
+	if (peek) {
+		sk_peek_offset_fwd(sk, copied);
+	} else if (copied) {
+		sk_peek_offset_bwd(sk, copied);
+		tcp_sk(sk)->bytes_received += copied;
+	}
 	release_sock(sk);
+	/* Wake a writer only when TCP would call it writable again. */
+	if (kick && ss_ring_writable(r))
+		ss_kick_peer(c, false);
 	if (!peek)
 		ss_ring_reader_trim(r);
 	if (copied)
 		return copied;
 	return err;
+}
+
+/* What tcp_recvmsg adds after the bytes: TCP_INQ's count and the
+ * receive timestamp (the ring keeps no arrival time: the time of the
+ * read, as a reader that polls and reads at once would see). */
+static void ss_recv_cmsgs(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg)
+{
+	bool inq = tcp_sk(sk)->recvmsg_inq;
+	struct timespec64 ts;
+
+	if (inq || msg->msg_get_inq) {
+		msg->msg_get_inq = 1;
+		msg->msg_inq = ss_ring_avail(c->p->ring[c->side]);
+		if (inq)
+			put_cmsg(msg, SOL_TCP, TCP_CM_INQ, sizeof(msg->msg_inq), &msg->msg_inq);
+	}
+	if (!sock_flag(sk, SOCK_RCVTSTAMP))
+		return;
+	ktime_get_real_ts64(&ts);
+	if (sock_flag(sk, SOCK_RCVTSTAMPNS)) {
+		if (sock_flag(sk, SOCK_TSTAMP_NEW)) {
+			struct __kernel_timespec k = { .tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec };
+
+			put_cmsg(msg, SOL_SOCKET, SO_TIMESTAMPNS_NEW, sizeof(k), &k);
+		} else {
+			struct __kernel_old_timespec k = { .tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec };
+
+			put_cmsg(msg, SOL_SOCKET, SO_TIMESTAMPNS_OLD, sizeof(k), &k);
+		}
+	} else if (sock_flag(sk, SOCK_TSTAMP_NEW)) {
+		struct __kernel_sock_timeval k = { .tv_sec = ts.tv_sec,
+						   .tv_usec = ts.tv_nsec / NSEC_PER_USEC };
+
+		put_cmsg(msg, SOL_SOCKET, SO_TIMESTAMP_NEW, sizeof(k), &k);
+	} else {
+		struct __kernel_old_timeval k = { .tv_sec = ts.tv_sec,
+						  .tv_usec = ts.tv_nsec / NSEC_PER_USEC };
+
+		put_cmsg(msg, SOL_SOCKET, SO_TIMESTAMP_OLD, sizeof(k), &k);
+	}
 }
 
 static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
@@ -515,6 +575,8 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 	if (!ss_enter(sk, &c))
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
 	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo);
+	if (ret >= 0)
+		ss_recv_cmsgs(sk, &c, msg);
 	ss_leave(&c);
 	if (ret == -ENOTCONN)
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
@@ -538,11 +600,11 @@ static int ss_ioctl(struct sock *sk, int cmd, int *karg)
 		break;
 	case SIOCOUTQ:
 	case SIOCOUTQNSD:
-		/* Bytes in the peer's ring have reached its receive buffer:
-		 * TCP counts them neither as unacknowledged (OUTQ) nor as
-		 * unsent (OUTQNSD) once the peer has them.
+		/* Bytes within the reader's receive buffer have reached it:
+		 * TCP counts them neither as unacknowledged nor as unsent.
+		 * What lies beyond it, TCP would still hold unsent.
 		 */
-		*karg = 0;
+		*karg = ss_ring_unsent(p->ring[!side]);
 		break;
 	default:
 		rcu_read_unlock();
@@ -726,14 +788,14 @@ static __poll_t ss_poll(struct file *file, struct socket *sock, poll_table *wait
 		mask |= EPOLLPRI;
 	if (!READ_ONCE(p->gone[!side]) && !(READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)) {
 		w = p->ring[!side];
-		if (ss_ring_free_space(w)) {
+		if (ss_ring_writable(w)) {
 			mask |= EPOLLOUT | EPOLLWRNORM;
 		} else {
 			mask &= ~(EPOLLOUT | EPOLLWRNORM);
 			set_bit(SOCK_NOSPACE, &sock->flags);
 			/* The reader may have freed space since the check. */
 			smp_mb__after_atomic();
-			if (ss_ring_free_space(w))
+			if (ss_ring_writable(w))
 				mask |= EPOLLOUT | EPOLLWRNORM;
 		}
 	}

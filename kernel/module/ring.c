@@ -28,6 +28,7 @@
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <net/sock.h>
+#include <net/tcp.h>
 
 #include "socksplice.h"
 
@@ -55,10 +56,43 @@ struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp)
 }
 
 /* At pairing: the socket that will write into r pays for its pages. */
-void ss_ring_attach(struct ss_ring *r, struct sock *writer)
+void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader)
 {
 	sock_hold(writer);
+	sock_hold(reader);
 	r->wsk = writer;
+	r->rsk = reader;
+	ss_ring_set_limit(r);
+}
+
+/*
+ * What TCP would let the writer have outstanding towards a reader that
+ * does not read: the reader's receive buffer, plus the writer's send
+ * buffer (of which TCP_NOTSENT_LOWAT caps the unsent part), at most the
+ * ring. So SO_SNDBUF, SO_RCVBUF and TCP_NOTSENT_LOWAT bound a writer as
+ * they bound TCP's. The writer refreshes it before each send.
+ */
+void ss_ring_set_limit(struct ss_ring *r)
+{
+	u32 snd = min_t(u32, READ_ONCE(r->wsk->sk_sndbuf), tcp_notsent_lowat(tcp_sk(r->wsk)));
+	u64 lim = (u64)READ_ONCE(r->rsk->sk_rcvbuf) + snd;
+
+	WRITE_ONCE(r->limit, max_t(u32, min_t(u64, lim, r->size), PAGE_SIZE));
+}
+
+/* Bytes written and not yet read. */
+u32 ss_ring_used(struct ss_ring *r)
+{
+	return READ_ONCE(r->head) - READ_ONCE(r->tail);
+}
+
+/* Bytes beyond the reader's receive buffer: what TCP would still hold
+ * unsent in the writer's queue (SIOCOUTQ, SIOCOUTQNSD). */
+u32 ss_ring_unsent(struct ss_ring *r)
+{
+	u32 used = ss_ring_used(r), rcv = READ_ONCE(r->rsk->sk_rcvbuf);
+
+	return used > rcv ? used - rcv : 0;
 }
 
 static struct page **ss_stash(struct ss_ring *r, u32 i)
@@ -135,8 +169,10 @@ void ss_ring_free(struct ss_ring *r)
 			ss_page_free(r->pages[i]);
 	for (i = r->spare_tail; i != r->spare_head; i++)
 		ss_page_free(*ss_stash(r, i));
-	if (r->wsk)
+	if (r->wsk) {
 		sock_put(r->wsk);
+		sock_put(r->rsk);
+	}
 	kfree(r->pages);
 	kfree(r);
 }
@@ -154,7 +190,19 @@ u32 ss_ring_avail(struct ss_ring *r)
  */
 static u32 ss_ring_room(const struct ss_ring *r, u32 head, u32 tail)
 {
-	return r->size - (head - (tail & (u32)PAGE_MASK));
+	u32 used = head - (tail & (u32)PAGE_MASK), limit = READ_ONCE(r->limit);
+
+	return used < limit ? limit - used : 0;
+}
+
+/* TCP's rule for a writable socket (sk_stream_is_writeable): the free
+ * space is at least half of what is queued, so a writer is not woken for
+ * every byte its reader takes. */
+bool ss_ring_writable(struct ss_ring *r)
+{
+	u32 room = ss_ring_free_space(r);
+
+	return room && room >= ss_ring_used(r) / 2;
 }
 
 u32 ss_ring_free_space(struct ss_ring *r)

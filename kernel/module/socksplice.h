@@ -38,6 +38,8 @@ struct ss_ring {
 	u32 nslots;
 	struct page **pages;	/* nslots slots, then the nslots-entry stash */
 	struct sock *wsk;	/* the writer, charged for the pages (held) */
+	struct sock *rsk;	/* the reader (held) */
+	u32 limit;		/* what the writer may have unread: ss_ring_set_limit */
 	/* Under wsk's socket lock: */
 	int charged;		/* pages charged to wsk */
 	bool wsk_gone;		/* wsk tore down: nothing is charged any more */
@@ -50,7 +52,11 @@ struct ss_ring {
 };
 
 struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp);
-void ss_ring_attach(struct ss_ring *r, struct sock *writer);
+void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader);
+void ss_ring_set_limit(struct ss_ring *r);
+u32 ss_ring_used(struct ss_ring *r);
+u32 ss_ring_unsent(struct ss_ring *r);
+bool ss_ring_writable(struct ss_ring *r);
 void ss_ring_writer_gone(struct ss_ring *r);
 void ss_ring_reader_trim(struct ss_ring *r);
 void ss_ring_free(struct ss_ring *r);

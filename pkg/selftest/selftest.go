@@ -53,6 +53,7 @@ const (
 	CheckSpliceRead   = "splice-read"  // a splice(2) reader got every byte (Go's io.Copy)
 	CheckOOB          = "msg-oob"      // the urgent byte stayed out of band
 	CheckBackpressure = "backpressure" // a writer to a non-reading peer got EAGAIN in bounded memory
+	CheckHalfClose    = "half-close"   // a send after shutdown(SHUT_WR) failed with EPIPE and never arrived
 )
 
 // childReport is what the child measured.

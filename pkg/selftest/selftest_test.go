@@ -18,7 +18,8 @@ func TestJudge(t *testing.T) {
 		passed bool
 		reason []string
 	}{
-		{"all good", all(pass(CheckRecv), pass(CheckSpliceRead), pass(CheckOOB), pass(CheckBackpressure)), true, []string{"passed"}},
+		{"all good", all(pass(CheckRecv), pass(CheckSpliceRead), pass(CheckOOB), pass(CheckBackpressure), pass(CheckHalfClose)), true, []string{"passed"}},
+		{"send after shutdown delivered", all(pass(CheckRecv), pass(CheckSpliceRead), pass(CheckOOB), pass(CheckBackpressure), fail(CheckHalfClose)), false, []string{"half-close"}},
 		{"splice false EOF", all(pass(CheckRecv), fail(CheckSpliceRead), pass(CheckOOB), pass(CheckBackpressure)), false, []string{"splice-read"}},
 		{"two failures named", all(pass(CheckRecv), fail(CheckSpliceRead), fail(CheckOOB), pass(CheckBackpressure)), false, []string{"splice-read", "msg-oob"}},
 		{"unbounded memory", all(pass(CheckRecv), pass(CheckSpliceRead), pass(CheckOOB), fail(CheckBackpressure)), false, []string{"backpressure"}},

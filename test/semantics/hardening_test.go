@@ -665,4 +665,3 @@ func over4GiB(e *Env) (string, error) {
 	wraps := bits.Len64(uint64(size)) > 32
 	return fmt.Sprintf("%d B intact, then EOF (past 2^32: %v)", size, wraps), nil
 }
-

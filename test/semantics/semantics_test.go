@@ -194,12 +194,14 @@ func runMatrix(t *testing.T, name, title string, cases []Case) {
 // selfTestCovers maps the suite's data cases to the self-test check that
 // catches the same kernel behaviour.
 var selfTestCovers = map[string]string{
-	"splice-read":        selftest.CheckSpliceRead,
-	"io-copy-proxy":      selftest.CheckSpliceRead, // io.Copy reads with splice(2)
-	"msg-oob":            selftest.CheckOOB,
-	"backpressure":       selftest.CheckBackpressure,
-	"so-sndtimeo":        selftest.CheckBackpressure,
-	"slow-reader-memory": selftest.CheckBackpressure,
+	"splice-read":                selftest.CheckSpliceRead,
+	"io-copy-proxy":              selftest.CheckSpliceRead, // io.Copy reads with splice(2)
+	"msg-oob":                    selftest.CheckOOB,
+	"backpressure":               selftest.CheckBackpressure,
+	"so-sndtimeo":                selftest.CheckBackpressure,
+	"slow-reader-memory":         selftest.CheckBackpressure,
+	"half-close-inflight-client": selftest.CheckHalfClose,
+	"half-close-inflight-server": selftest.CheckHalfClose,
 }
 
 // checkAutoRule: for each engine, a data case (or an unbounded-memory
