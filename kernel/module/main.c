@@ -186,7 +186,13 @@ MODULE_PARM_DESC(stats, "all counters, one \"name value\" per line (also one fil
 module_param_named(max_pending, ss_max_pending, uint, 0644);
 MODULE_PARM_DESC(max_pending, "sockets that may wait for their peer at once; beyond, flows stay TCP (counted in pending_full)");
 
-/* /sys/module/socksplice/counters/NAME: one number per file. */
+/*
+ * /sys/module/socksplice/counters/NAME: one number per file, in a kobject
+ * of its own under the module's (whose sysfs ops expect module
+ * attributes).
+ */
+static struct kobject *ss_counters_kobj;
+
 static ssize_t ss_counter_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
 	int i;
@@ -224,9 +230,27 @@ static struct attribute *ss_counter_attrs[] = {
 };
 
 static const struct attribute_group ss_counter_group = {
-	.name = "counters",
 	.attrs = ss_counter_attrs,
 };
+
+static int ss_counters_add(void)
+{
+	int err;
+
+	ss_counters_kobj = kobject_create_and_add("counters", &THIS_MODULE->mkobj.kobj);
+	if (!ss_counters_kobj)
+		return -ENOMEM;
+	err = sysfs_create_group(ss_counters_kobj, &ss_counter_group);
+	if (err)
+		kobject_put(ss_counters_kobj);
+	return err;
+}
+
+static void ss_counters_remove(void)
+{
+	sysfs_remove_group(ss_counters_kobj, &ss_counter_group);
+	kobject_put(ss_counters_kobj);
+}
 
 /* The plugin compares it with its programs' before it loads them. */
 static unsigned int abi_version = SS_ABI_VERSION;
@@ -238,7 +262,7 @@ static int __init ss_init(void)
 	int err;
 
 	ss_pending_init();
-	err = sysfs_create_group(&THIS_MODULE->mkobj.kobj, &ss_counter_group);
+	err = ss_counters_add();
 	if (err)
 		return err;
 	err = register_btf_kfunc_id_set(BPF_PROG_TYPE_SOCK_OPS, &ss_kfunc_set);
@@ -246,7 +270,7 @@ static int __init ss_init(void)
 	if (err == -EINVAL)
 		pr_err("socksplice: this kernel cannot call module kfuncs from sock_ops programs (needs Linux 6.15)\n");
 	if (err)
-		sysfs_remove_group(&THIS_MODULE->mkobj.kobj, &ss_counter_group);
+		ss_counters_remove();
 	return err;
 }
 
@@ -256,7 +280,7 @@ static void __exit ss_exit(void)
 	 * run our callbacks.
 	 */
 	rcu_barrier();
-	sysfs_remove_group(&THIS_MODULE->mkobj.kobj, &ss_counter_group);
+	ss_counters_remove();
 }
 
 module_init(ss_init);

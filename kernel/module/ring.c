@@ -223,6 +223,14 @@ static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 		smp_store_release(&r->spare_tail, r->spare_tail + 1);
 		return pg;
 	}
+	/* Under memory pressure (the host's tcp_mem or the writer's memory
+	 * cgroup) TCP shrinks the send buffer and its writers wait once
+	 * their queue fills it (sk_stream_memory_free): so do ours, rather
+	 * than force charges past the limit.
+	 */
+	if (tcp_under_memory_pressure(sk) &&
+	    READ_ONCE(sk->sk_wmem_queued) >= READ_ONCE(sk->sk_sndbuf))
+		return NULL;
 	if (!sk_wmem_schedule(sk, PAGE_SIZE))
 		return NULL;
 	pg = alloc_page(GFP_KERNEL | __GFP_NOWARN);
