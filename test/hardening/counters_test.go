@@ -25,17 +25,6 @@ import (
 	"github.com/socksplice/socksplice/test/testenv"
 )
 
-// The helper roles of this package's files run from init (a package may
-// have one TestMain only, and other files of the package may bring
-// theirs): HelperMain is called here only for the roles named h3..., so
-// that every role of theirs is registered before their own TestMain runs
-// it.
-func init() {
-	if strings.HasPrefix(os.Getenv("SOCKSPLICE_TEST_HELPER"), "h3") {
-		testenv.HelperMain()
-	}
-}
-
 const h3ModDir = "/sys/module/" + sbpf.SpliceModule
 
 // h3Env is a splice network attached at node level (as the e2e suite's

@@ -269,6 +269,13 @@ func init() {
 		h3WaitFile(s.Stop, 5*time.Minute)
 		return res, nil
 	})
+	// The roles run from here, after they are registered, rather than
+	// from a TestMain (a package has one, and other files of the package
+	// may bring theirs): only for roles named h3..., so that a role of
+	// theirs is left to their TestMain, which runs after every init.
+	if strings.HasPrefix(os.Getenv("SOCKSPLICE_TEST_HELPER"), "h3") {
+		testenv.HelperMain()
+	}
 }
 
 // h3CgroupFile reads one cgroup file.
@@ -358,14 +365,25 @@ func h3SsWmem(t *testing.T, c *testenv.Container, port uint16) (int64, string) {
 // charged; SO_MEMINFO and ss -m show the writer's queued bytes; after
 // close everything is back.
 func TestHardeningMemcgBoundsRing(t *testing.T) {
-	const conns, port, limit = 64, 7420, 32 << 20
-	e, _ := h3NewEnv(t, "10.242.0.0/24", map[string]any{"mode": "splice", "ringKiB": 1024})
+	const splicePort, plainPort = 7420, 7421
+	e, _ := h3NewEnv(t, "10.242.0.0/24", map[string]any{"mode": "splice", "ringKiB": 1024, "ports": []int{splicePort}})
 	root := testenv.CgroupRoot(t)
 	h3EnableMemory(t, root)
 	parent := testenv.NewCgroup(t, root)
 	h3EnableMemory(t, parent)
-	wcg := testenv.Cgroup(t, filepath.Join(parent, "writer"))
-	rcg := testenv.Cgroup(t, filepath.Join(parent, "reader"))
+	// The same writer over plain TCP (a port the network does not
+	// splice), for comparison only.
+	t.Run("tcp", func(t *testing.T) { h3MemcgRun(t, e, parent, plainPort, false) })
+	t.Run("splice", func(t *testing.T) { h3MemcgRun(t, e, parent, splicePort, true) })
+}
+
+// h3MemcgRun runs the writer and the reader of TestHardeningMemcgBoundsRing
+// in cgroups of their own under parent, on port; it checks the figures
+// only for a spliced port, and logs them for plain TCP.
+func h3MemcgRun(t *testing.T, e *h3Env, parent string, port uint16, spliced bool) {
+	const conns, limit = 64, 32 << 20
+	wcg := testenv.Cgroup(t, filepath.Join(parent, fmt.Sprintf("writer%d", port)))
+	rcg := testenv.Cgroup(t, filepath.Join(parent, fmt.Sprintf("reader%d", port)))
 	if err := os.WriteFile(filepath.Join(wcg, "memory.max"), []byte(strconv.Itoa(limit)), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -387,8 +405,16 @@ func TestHardeningMemcgBoundsRing(t *testing.T) {
 	writer, err := e.cli.StartHelper(t, testenv.Helper{Role: "h3memwriter", Ready: true, Cgroup: wcg,
 		Spec: h3MemWriterSpec{Addr: addr, Conns: conns, Out: out, Stop: wstop}})
 	if err != nil {
-		t.Fatalf("writer: %v; writer cgroup memory.events: %s", err,
-			strings.ReplaceAll(h3CgroupFile(t, wcg, "memory.events"), "\n", " "))
+		ev := strings.ReplaceAll(h3CgroupFile(t, wcg, "memory.events"), "\n", " ")
+		m := testenv.ModuleStats(t)
+		msg := fmt.Sprintf("spliced %v: writer: %v; writer cgroup memory.events: %s; memory.stat sock: writer %d, reader %d; module: paired +%d, mem_waits +%d, live_ring_bytes %d",
+			spliced, err, ev, h3CgroupKey(t, wcg, "memory.stat", "sock"), h3CgroupKey(t, rcg, "memory.stat", "sock"),
+			m["paired"]-base["paired"], m["mem_waits"]-base["mem_waits"], m["live_ring_bytes"])
+		if !spliced {
+			t.Log(msg)
+			return
+		}
+		t.Fatal(msg)
 	}
 	var wr h3MemWriterResult
 	b, err := os.ReadFile(out)
@@ -413,8 +439,8 @@ func TestHardeningMemcgBoundsRing(t *testing.T) {
 		outq += wr.OutQ[i]
 	}
 	ssW, ssLine := h3SsWmem(t, e.cli, port)
-	t.Logf("writer (memory.max %d MiB): %d connections queued %d bytes in %v (per connection %d..%d); writes ended with %v",
-		limit>>20, wr.Conns, queued, took.Round(time.Millisecond), minQ, maxQ, wr.Errs)
+	t.Logf("spliced %v: writer (memory.max %d MiB): %d connections queued %d bytes in %v (per connection %d..%d); writes ended with %v",
+		spliced, limit>>20, wr.Conns, queued, took.Round(time.Millisecond), minQ, maxQ, wr.Errs)
 	t.Logf("writer cgroup: memory.current %d -> %d, memory.stat sock %d -> %d; memory.events max %d, oom %d, oom_kill %d",
 		w0cur, wcur, w0sock, wsock, wmax, woom, wkill)
 	t.Logf("reader cgroup: memory.stat sock %d -> %d", r0sock, rsock)
@@ -423,40 +449,42 @@ func TestHardeningMemcgBoundsRing(t *testing.T) {
 	t.Logf("writer's SO_MEMINFO wmem_queued sum %d, SIOCOUTQ sum %d; ss -tm w sum %d; e.g. %s", wq, outq, ssW, ssLine)
 	t.Logf("a blocking write with SO_SNDTIMEO 300ms on a full connection: %s after %.2fs", wr.BlockedErr, wr.BlockedTook)
 
-	if m["paired"]-base["paired"] < conns {
-		t.Errorf("only %d of %d connections were spliced", m["paired"]-base["paired"], conns)
-	}
-	for e, n := range wr.Errs {
-		if e != unix.EAGAIN.Error() {
-			t.Errorf("%d connections' writes ended with %q; want EAGAIN", n, e)
+	if spliced {
+		if m["paired"]-base["paired"] < conns {
+			t.Errorf("only %d of %d connections were spliced", m["paired"]-base["paired"], conns)
 		}
-	}
-	if wr.BlockedErr != unix.EAGAIN.Error() {
-		t.Errorf("a blocking write with a send timeout ended with %s; want EAGAIN after blocking", wr.BlockedErr)
-	}
-	if wkill != 0 {
-		t.Errorf("the writer's cgroup saw %d OOM kills", wkill)
-	}
-	if queued >= int64(conns)<<20 {
-		t.Errorf("the writer queued %d bytes, every ring full (%d MiB), past its %d MiB memory.max", queued, conns, limit>>20)
-	}
-	if wcur > limit {
-		t.Errorf("the writer's memory.current %d is above its memory.max %d", wcur, limit)
-	}
-	if d := wsock - w0sock; d < queued/2 || d > queued+int64(conns)*(64<<10) {
-		t.Errorf("the writer's memory.stat sock grew by %d for %d bytes queued: not charged as socket memory", d, queued)
-	}
-	if m["mem_waits"] == base["mem_waits"] {
-		t.Errorf("the module's mem_waits did not rise")
-	}
-	if d := rsock - r0sock; d > 1<<20 {
-		t.Errorf("the reader's cgroup was charged %d bytes of socket memory", d)
-	}
-	if wq < queued || wq > queued+int64(conns)*(64<<10) {
-		t.Errorf("SO_MEMINFO wmem_queued sums to %d for %d bytes queued", wq, queued)
-	}
-	if ssW != wq {
-		t.Logf("ss -m w sum %d differs from SO_MEMINFO's %d", ssW, wq)
+		for e, n := range wr.Errs {
+			if e != unix.EAGAIN.Error() {
+				t.Errorf("%d connections' writes ended with %q; want EAGAIN", n, e)
+			}
+		}
+		if wr.BlockedErr != unix.EAGAIN.Error() {
+			t.Errorf("a blocking write with a send timeout ended with %s; want EAGAIN after blocking", wr.BlockedErr)
+		}
+		if wkill != 0 {
+			t.Errorf("the writer's cgroup saw %d OOM kills", wkill)
+		}
+		if queued >= int64(conns)<<20 {
+			t.Errorf("the writer queued %d bytes, every ring full (%d MiB), past its %d MiB memory.max", queued, conns, limit>>20)
+		}
+		if wcur > limit {
+			t.Errorf("the writer's memory.current %d is above its memory.max %d", wcur, limit)
+		}
+		if d := wsock - w0sock; d < queued/2 || d > queued+int64(conns)*(64<<10) {
+			t.Errorf("the writer's memory.stat sock grew by %d for %d bytes queued: not charged as socket memory", d, queued)
+		}
+		if m["mem_waits"] == base["mem_waits"] {
+			t.Errorf("the module's mem_waits did not rise")
+		}
+		if d := rsock - r0sock; d > 1<<20 {
+			t.Errorf("the reader's cgroup was charged %d bytes of socket memory", d)
+		}
+		if wq < queued || wq > queued+int64(conns)*(64<<10) {
+			t.Errorf("SO_MEMINFO wmem_queued sums to %d for %d bytes queued", wq, queued)
+		}
+		if ssW != wq {
+			t.Logf("ss -m w sum %d differs from SO_MEMINFO's %d", ssW, wq)
+		}
 	}
 
 	// The writer closes: its charge goes; then the reader closes: the
@@ -473,15 +501,17 @@ func TestHardeningMemcgBoundsRing(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("spliced %v: the writer closed, the reader holds its unread bytes: writer memory.stat sock %d, reader %d; module live_ring_bytes %d",
+		spliced, wsockAfter, h3CgroupKey(t, rcg, "memory.stat", "sock"), testenv.ModuleStats(t)["live_ring_bytes"])
 	os.WriteFile(rstop, nil, 0o644)
 	var rres h3MemReaderResult
 	if err := reader.Result(&rres, 60*time.Second); err != nil {
 		t.Errorf("reader: %v", err)
 	}
 	m = h3WaitLive(t, base)
-	t.Logf("after close: writer memory.stat sock %d (start %d), reader accepted %d; module live_socks %d, live_ring_bytes %d",
-		wsockAfter, w0sock, rres.Accepted, m["live_socks"], m["live_ring_bytes"])
-	if wsockAfter > w0sock+(256<<10) {
+	t.Logf("spliced %v: after close: writer memory.stat sock %d (start %d), reader accepted %d; module live_socks %d, live_ring_bytes %d",
+		spliced, wsockAfter, w0sock, rres.Accepted, m["live_socks"], m["live_ring_bytes"])
+	if spliced && wsockAfter > w0sock+(256<<10) {
 		t.Errorf("the writer's memory.stat sock is %d after it closed (start %d)", wsockAfter, w0sock)
 	}
 }
