@@ -87,21 +87,17 @@ bool ss_proto_ours(const struct proto *prot)
 struct ss_sock *ss_of(const struct sock *sk)
 {
 	uintptr_t v = (uintptr_t)rcu_dereference_check(__sk_user_data(sk), 1);
+	struct ss_sock *ss = (struct ss_sock *)(v & SK_USER_DATA_PTRMASK);
 
-	if ((v & ~SK_USER_DATA_PTRMASK) != SK_USER_DATA_NOCOPY ||
-	    !ss_proto_ours(READ_ONCE(sk->sk_prot)))
+	if (!ss_proto_ours(READ_ONCE(sk->sk_prot)))
 		return NULL;
-	return (struct ss_sock *)(v & SK_USER_DATA_PTRMASK);
+	if ((v & ~SK_USER_DATA_PTRMASK) == SK_USER_DATA_NOCOPY ||
+	    (ss == &ss_listener_mark && !(v & ~SK_USER_DATA_PTRMASK)))
+		return ss;
+	return NULL;
 }
 
-struct ss_sock *ss_listener_alloc(void)
-{
-	struct ss_sock *ss = kzalloc(sizeof(*ss), GFP_ATOMIC);
-
-	if (ss)
-		ss->state = SP_LISTENER;
-	return ss;
-}
+struct ss_sock ss_listener_mark = { .state = SP_LISTENER };
 
 static struct ss_sock *ss_lookup(u32 b, const struct ss_key *k)
 {
@@ -208,10 +204,13 @@ int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 	int err;
 
 	if (__sk_user_data(sk)) {
+		e = ss_of(sk);
 		/* Ours: a program on another cgroup level got here first. */
-		if (ss_of(sk))
+		if (e && !(passive && e == &ss_listener_mark))
 			return 1;
-		return -EBUSY;	/* someone else's (sockmap, a ULP) */
+		if (!e)
+			return -EBUSY;	/* someone else's (sockmap, a ULP) */
+		/* else: a prepared listener's child, marked, may pair. */
 	}
 	/* Payload already moved by TCP: pairing now could reorder it. */
 	if (tp->data_segs_in || tp->data_segs_out || tp->bytes_received ||
@@ -366,12 +365,13 @@ bool ss_teardown(struct sock *sk)
 
 	if (!ss)
 		return false;
-	WRITE_ONCE(sk->sk_prot, ss->base_prot);
-	rcu_assign_sk_user_data(sk, NULL);
-	if (ss->state == SP_LISTENER) {
-		kfree_rcu(ss, rcu);
+	if (ss == &ss_listener_mark) {
+		WRITE_ONCE(sk->sk_prot, ss_fam[ss_family_of(sk)].base_prot);
+		rcu_assign_sk_user_data(sk, NULL);
 		return false;
 	}
+	WRITE_ONCE(sk->sk_prot, ss->base_prot);
+	rcu_assign_sk_user_data(sk, NULL);
 	spin_lock_bh(&ss_pending[ss->bucket].lock);
 	if (ss->state == SP_PENDING)
 		ss_unhash(ss);

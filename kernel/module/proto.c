@@ -920,27 +920,18 @@ int ss_take_ops(struct sock *sk, int fam)
 int ss_prepare_listener(struct sock *sk)
 {
 	int fam = ss_family_of(sk), err;
-	struct ss_sock *ss;
 
 	err = ss_prepare_family(sk, fam);
 	if (err)
 		return err;
-	ss = ss_of(sk);
-	if (ss && ss->state == SP_LISTENER)
+	if (ss_of(sk) == &ss_listener_mark)
 		return 1;	/* a program on another cgroup level did it */
 	if (__sk_user_data(sk) || sk->sk_prot != ss_fam[fam].base_prot)
 		return -EBUSY;
-	ss = ss_listener_alloc();
-	if (!ss)
-		return -ENOMEM;
 	err = ss_take_ops(sk, fam);
-	if (err) {
-		kfree(ss);
+	if (err)
 		return err;
-	}
-	ss->sk = sk;
-	ss->base_prot = ss_fam[fam].base_prot;
-	__rcu_assign_sk_user_data_with_flags(sk, ss, SK_USER_DATA_NOCOPY);
+	rcu_assign_sk_user_data(sk, &ss_listener_mark);
 	WRITE_ONCE(sk->sk_prot, &ss_fam[fam].prot);
 	return 0;
 }

@@ -79,7 +79,7 @@ enum sp_state {
 	SP_PENDING,	/* waiting for the peer's call; TCP untouched */
 	SP_PAIRED,	/* payload goes through the rings */
 	SP_TCP,		/* gave up before pairing, or torn down: plain TCP */
-	SP_LISTENER,	/* a prepared listener: its children can pair */
+	SP_LISTENER,	/* ss_listener_mark: a prepared listener or its child */
 };
 
 /*
@@ -124,7 +124,13 @@ int ss_pair_sock(struct sock *sk, const struct bpf_sock_splice_args *a,
 		 bool passive, int fam);
 bool ss_teardown(struct sock *sk);
 struct ss_sock *ss_of(const struct sock *sk);
-struct ss_sock *ss_listener_alloc(void);
+/*
+ * sk_user_data of a prepared listener, copied into every child it clones
+ * (no SK_USER_DATA_NOCOPY): a child that has not paired is still marked
+ * as ours, so no other user (a sockmap, which would build its proto from
+ * ours) takes it. Static: children hold the module, never the mark.
+ */
+extern struct ss_sock ss_listener_mark;
 void ss_give_up(struct ss_sock *ss);
 void ss_pair_put(struct ss_pair *p);
 int ss_pending_init(void);
