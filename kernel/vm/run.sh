@@ -35,7 +35,7 @@ cp "$script" "$out/script.sh" # the guest's /tmp is its own tmpfs
 {
 	printf 'export OUT=%q\n' "$out"
 	# Settings the guest's tests read (the guest starts with a bare env).
-	for v in SOCKSPLICE_SOAK SOCKSPLICE_TEST_RUN SOCKSPLICE_TEST_TIMEOUT SOCKSPLICE_MODULE_REQUIRED; do
+	for v in SOCKSPLICE_SOAK SOCKSPLICE_TEST_RUN SOCKSPLICE_TEST_TIMEOUT SOCKSPLICE_MODULE_REQUIRED SOCKSPLICE_HARDENING_ITERS SOCKSPLICE_HARDENING_SECS; do
 		[ -z "${!v:-}" ] || printf 'export %s=%q\n' "$v" "${!v}"
 	done
 	printf 'cd %q\n' "$PWD"
