@@ -190,19 +190,5 @@ func netnsCookie() (uint64, error) {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	b := make([]byte, 8)
-	if err := getsockoptBytes(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE, b); err != nil {
-		return 0, err
-	}
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56, nil
-}
-
-func getsockoptBytes(fd, level, opt int, b []byte) error {
-	s, err := unix.GetsockoptString(fd, level, opt)
-	if err != nil {
-		return err
-	}
-	copy(b, s)
-	return nil
+	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 }

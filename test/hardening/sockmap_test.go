@@ -143,8 +143,13 @@ func TestHardeningSockmapShared(t *testing.T) {
 	c3.Close()
 	s3c.Close()
 	sh.Delete(uint32(11))
+	s3f.Close()
+	for _, f := range []*testenv.FD{cf, cf2, sf} {
+		f.Close()
+	}
 	cc.Close()
 	sc.Close()
+	self.Close()
 	ln.Close()
 	waitNoLive(t)
 }
