@@ -38,7 +38,9 @@ func TestHardeningTeardownRaceBusyPoll(t *testing.T) {
 	teardownRace(t, "10.232.0.0/24", map[string]any{"mode": "splice", "ringKiB": 16, "busyPollUs": 50})
 }
 
-// worker is one thread hammering one end with one kind of call.
+// worker is one thread hammering one end with one kind of call. Each end
+// gets two senders and two readers: the first thread back from a sleep
+// consumes sk_err (sock_error), the second goes on to use the freed state.
 type worker struct {
 	kind string
 	tid  atomic.Int64
@@ -117,7 +119,7 @@ func teardownRace(t *testing.T, subnet string, plugin map[string]any) {
 			ends = ends[:1]
 		}
 		for _, f := range ends {
-			for _, k := range []string{"send", "recv", "peek", "poll"} {
+			for _, k := range []string{"send", "send", "recv", "recv", "peek", "poll"} {
 				w := &worker{kind: k, done: make(chan struct{})}
 				ws = append(ws, w)
 				started.Add(1)
