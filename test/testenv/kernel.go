@@ -123,8 +123,8 @@ func WatchKernelLog(t T) *KernelLog {
 	return k
 }
 
-// Lines returns the new kernel log lines KernelSplat matches, with up to
-// 12 lines after each (the report's first frames).
+// Lines returns the new kernel log lines KernelSplat matches, with up to 40
+// lines after each (the report and its first frames).
 func (k *KernelLog) Lines() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -146,7 +146,7 @@ func (k *KernelLog) Lines() []string {
 		msg = strings.TrimSpace(msg)
 		if KernelSplat.MatchString(msg) {
 			bad = append(bad, msg)
-			after = 12
+			after = 40
 		} else if after > 0 && len(bad) < 400 {
 			bad = append(bad, "    "+msg)
 			after--
