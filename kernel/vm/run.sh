@@ -94,6 +94,14 @@ done
 set -e
 if [ ! -f "$out/rc" ]; then
 	echo "vm: the guest did not finish (qemu exit $qemu; timeout ${timeout}s)" >&2
+	# A guest that panicked or hung still wrote its packages' logs so far
+	# (a kernel crash under test/hardening ends the run this way).
+	for f in "$out"/*.log; do
+		[ -f "$f" ] || continue
+		mkdir -p results
+		cp "$f" "results/vm-partial-$(basename "$f")"
+		echo "vm: the unfinished package log is in results/vm-partial-$(basename "$f")" >&2
+	done
 	exit 1
 fi
 rc=$(cat "$out/rc")
