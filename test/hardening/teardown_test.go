@@ -33,7 +33,12 @@ import (
 // iterations, then general protection faults in ss_ring_read under
 // ss_recvmsg (a freed ring's page array). After such an oops, threads of
 // the test stay stuck in the kernel (the test reports them and stops),
-// and the test binary cannot exit: the VM's time limit ends the run.
+// and the test binary cannot exit: the VM's time limit ends the run. On
+// the plain test kernel the same run ended in a panic ("general
+// protection fault" in queued_spin_lock_slowpath, from ss_peer_get's
+// spin_lock_bh on a freed pair in ss_send_ring; "Fatal exception in
+// interrupt"), which ends the whole guest run (kernel/vm/run.sh keeps the
+// package's log as results/vm-partial-*.log).
 func TestHardeningTeardownRace(t *testing.T) {
 	teardownRace(t, "10.231.0.0/24", map[string]any{"mode": "splice", "ringKiB": 16})
 }
