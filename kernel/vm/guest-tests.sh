@@ -7,6 +7,8 @@ bin=$1
 shift
 repo=$(pwd)
 export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
+# test/hardening's unload test removes the module and loads it again.
+export SOCKSPLICE_MODULE_KO=$bin/module/socksplice.ko
 # The splice soak's length (TestSpliceSoak): CI runs a short one; the
 # issue's 10-minute soak is "make vm-test SOAK=10m".
 export SOCKSPLICE_SOAK=${SOCKSPLICE_SOAK:-2m}

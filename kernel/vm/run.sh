@@ -35,7 +35,8 @@ cp "$script" "$out/script.sh" # the guest's /tmp is its own tmpfs
 {
 	printf 'export OUT=%q\n' "$out"
 	# Settings the guest's tests read (the guest starts with a bare env).
-	for v in SOCKSPLICE_SOAK SOCKSPLICE_TEST_RUN SOCKSPLICE_TEST_TIMEOUT SOCKSPLICE_MODULE_REQUIRED SOCKSPLICE_HARDENING_BIG; do
+	for v in SOCKSPLICE_SOAK SOCKSPLICE_TEST_RUN SOCKSPLICE_TEST_TIMEOUT SOCKSPLICE_MODULE_REQUIRED SOCKSPLICE_HARDENING_BIG \
+		SOCKSPLICE_HARDENING_ITERS SOCKSPLICE_HARDENING_SECS; do
 		[ -z "${!v:-}" ] || printf 'export %s=%q\n' "$v" "${!v}"
 	done
 	printf 'cd %q\n' "$PWD"
@@ -94,6 +95,14 @@ done
 set -e
 if [ ! -f "$out/rc" ]; then
 	echo "vm: the guest did not finish (qemu exit $qemu; timeout ${timeout}s)" >&2
+	# A guest that panicked or hung still wrote its packages' logs so far
+	# (a kernel crash under test/hardening ends the run this way).
+	for f in "$out"/*.log; do
+		[ -f "$f" ] || continue
+		mkdir -p results
+		cp "$f" "results/vm-partial-$(basename "$f")"
+		echo "vm: the unfinished package log is in results/vm-partial-$(basename "$f")" >&2
+	done
 	exit 1
 fi
 rc=$(cat "$out/rc")
