@@ -505,7 +505,8 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 
 /* What tcp_recvmsg adds after the bytes: TCP_INQ's count and the
  * receive timestamp (the ring keeps no arrival time: the time of the
- * read, as a reader that polls and reads at once would see). */
+ * read, as a reader that polls and reads at once would see).
+ */
 static void ss_recv_cmsgs(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg)
 {
 	bool inq = tcp_sk(sk)->recvmsg_inq;
@@ -526,7 +527,8 @@ static void ss_recv_cmsgs(struct sock *sk, const struct ss_ctx *c, struct msghdr
 
 			put_cmsg(msg, SOL_SOCKET, SO_TIMESTAMPNS_NEW, sizeof(k), &k);
 		} else {
-			struct __kernel_old_timespec k = { .tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec };
+			struct __kernel_old_timespec k = { .tv_sec = ts.tv_sec,
+							   .tv_nsec = ts.tv_nsec };
 
 			put_cmsg(msg, SOL_SOCKET, SO_TIMESTAMPNS_OLD, sizeof(k), &k);
 		}
@@ -684,7 +686,8 @@ static int ss_setsockopt(struct sock *sk, int level, int optname, sockptr_t optv
 }
 
 /* TCP_ZEROCOPY_RECEIVE maps TCP's queue, which a paired socket does not
- * use: refused as MPTCP refuses it (EOPNOTSUPP), so the reader copies. */
+ * use: refused as MPTCP refuses it (EOPNOTSUPP), so the reader copies.
+ */
 static int ss_getsockopt(struct sock *sk, int level, int optname, char __user *optval,
 			 int __user *optlen)
 {

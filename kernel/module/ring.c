@@ -87,7 +87,8 @@ u32 ss_ring_used(struct ss_ring *r)
 }
 
 /* Bytes beyond the reader's receive buffer: what TCP would still hold
- * unsent in the writer's queue (SIOCOUTQ, SIOCOUTQNSD). */
+ * unsent in the writer's queue (SIOCOUTQ, SIOCOUTQNSD).
+ */
 u32 ss_ring_unsent(struct ss_ring *r)
 {
 	u32 used = ss_ring_used(r), rcv = READ_ONCE(r->rsk->sk_rcvbuf);
@@ -197,7 +198,8 @@ static u32 ss_ring_room(const struct ss_ring *r, u32 head, u32 tail)
 
 /* TCP's rule for a writable socket (sk_stream_is_writeable): the free
  * space is at least half of what is queued, so a writer is not woken for
- * every byte its reader takes. */
+ * every byte its reader takes.
+ */
 bool ss_ring_writable(struct ss_ring *r)
 {
 	u32 room = ss_ring_free_space(r);
