@@ -67,17 +67,24 @@ void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader)
 
 /*
  * What TCP would let the writer have outstanding towards a reader that
- * does not read: the reader's receive buffer, plus the writer's send
- * buffer (of which TCP_NOTSENT_LOWAT caps the unsent part), at most the
- * ring. So SO_SNDBUF, SO_RCVBUF and TCP_NOTSENT_LOWAT bound a writer as
- * they bound TCP's. The writer refreshes it before each send.
+ * does not read, at most the ring: the reader's receive buffer, plus the
+ * writer's send buffer. A send buffer the application did not set grows
+ * as TCP's autotuning would let it (tcp_wmem[2]); TCP_NOTSENT_LOWAT caps
+ * the part beyond the reader's buffer, which TCP would still hold unsent,
+ * overshooting the mark by at most a page as TCP's writes overshoot it by
+ * a segment. So SO_SNDBUF, SO_RCVBUF and TCP_NOTSENT_LOWAT bound a writer
+ * as they bound TCP's. The writer refreshes it before each send.
  */
 void ss_ring_set_limit(struct ss_ring *r)
 {
-	u32 snd = min_t(u32, READ_ONCE(r->wsk->sk_sndbuf), tcp_notsent_lowat(tcp_sk(r->wsk)));
-	u64 lim = (u64)READ_ONCE(r->rsk->sk_rcvbuf) + snd;
+	struct sock *w = r->wsk;
+	u64 snd = READ_ONCE(w->sk_sndbuf), lowat = tcp_notsent_lowat(tcp_sk(w));
 
-	WRITE_ONCE(r->limit, max_t(u32, min_t(u64, lim, r->size), PAGE_SIZE));
+	if (!(READ_ONCE(w->sk_userlocks) & SOCK_SNDBUF_LOCK))
+		snd = max_t(u64, snd, READ_ONCE(sock_net(w)->ipv4.sysctl_tcp_wmem[2]));
+	snd = min_t(u64, snd, lowat + PAGE_SIZE);
+	snd += READ_ONCE(r->rsk->sk_rcvbuf);
+	WRITE_ONCE(r->limit, max_t(u32, min_t(u64, snd, r->size), PAGE_SIZE));
 }
 
 /* Bytes written and not yet read. */
