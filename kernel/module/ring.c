@@ -14,18 +14,22 @@
  * reads (ss_ring_room), so a drained page is the consumer's alone. A
  * request/response connection so keeps a page or two per direction.
  *
- * Every page is charged like socket memory to the writer's socket, with
- * TCP's own helpers: its memory cgroup and TCP's memory accounting see it,
- * and a refused charge makes the writer wait as TCP's writers wait for
- * memory. The pages count in the writer's queued bytes (sk_wmem_queued),
- * which SO_MEMINFO and ss -m report. Charging and freeing happen under the
- * writer's socket lock (its forward allocation is guarded by it): the producer trims the stash to
- * SS_RING_SPARE pages after each write, the consumer takes the writer's
- * lock to trim after a burst, and the writer's teardown uncharges what is
- * left; the pages still holding unread bytes go when the ring does.
+ * Every page is charged to the writer socket's memory cgroup as it is
+ * allocated, and the charge goes with the page when it is freed, by
+ * whichever side frees it: so a container's memory.max bounds what its
+ * writers leave in rings, also after they closed, and a charge refused at
+ * the limit makes the writer wait (or EAGAIN), never invokes the OOM
+ * killer. The pages also count in TCP's memory accounting (tcp_mem), whose
+ * pressure and hard limit stop a writer as they stop TCP's, and in the
+ * writer's queued bytes (sk_wmem_queued, under its socket lock), which
+ * SO_MEMINFO and ss -m report. The producer trims the stash to
+ * SS_RING_SPARE pages after each write; after a burst the consumer takes
+ * the writer's lock to trim it.
  */
 #include <linux/log2.h>
 #include <linux/mm.h>
+#include <linux/memcontrol.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -62,6 +66,7 @@ void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader)
 	sock_hold(reader);
 	r->wsk = writer;
 	r->rsk = reader;
+	r->memory_allocated = writer->sk_prot->memory_allocated;
 	ss_ring_set_limit(r);
 }
 
@@ -108,20 +113,21 @@ static struct page **ss_stash(struct ss_ring *r, u32 i)
 	return &r->pages[r->nslots + (i & (r->nslots - 1))];
 }
 
-static void ss_page_free(struct page *pg)
+/* Any context: the page's memory cgroup charge goes with the page. */
+static void ss_page_free(struct ss_ring *r, struct page *pg)
 {
 	__free_page(pg);
+	atomic_long_dec(r->memory_allocated);
 	atomic_long_sub(PAGE_SIZE, &ss_live_ring_bytes);
 }
 
-/* Under wsk's lock. */
-static void ss_page_uncharge(struct ss_ring *r)
+/* Under wsk's lock: a page no longer counts in the writer's queue. */
+static void ss_page_unqueue(struct ss_ring *r)
 {
 	if (r->wsk_gone)
 		return;
 	r->charged--;
 	sk_wmem_queued_add(r->wsk, -(int)PAGE_SIZE);
-	sk_mem_uncharge(r->wsk, PAGE_SIZE);
 }
 
 /* Under wsk's lock: frees stashed pages beyond keep. */
@@ -129,10 +135,10 @@ static void ss_ring_trim(struct ss_ring *r, u32 keep)
 {
 	/* Acquire: the consumer stashed the page before publishing it. */
 	while (smp_load_acquire(&r->spare_head) - r->spare_tail > keep) {
-		ss_page_free(*ss_stash(r, r->spare_tail));
+		ss_page_free(r, *ss_stash(r, r->spare_tail));
 		/* Release: the place is the consumer's again. */
 		smp_store_release(&r->spare_tail, r->spare_tail + 1);
-		ss_page_uncharge(r);
+		ss_page_unqueue(r);
 	}
 }
 
@@ -144,10 +150,7 @@ void ss_ring_writer_gone(struct ss_ring *r)
 	if (r->wsk_gone)
 		return;
 	ss_ring_trim(r, 0);
-	if (r->charged) {
-		sk_wmem_queued_add(r->wsk, -r->charged * (int)PAGE_SIZE);
-		sk_mem_uncharge(r->wsk, r->charged * PAGE_SIZE);
-	}
+	sk_wmem_queued_add(r->wsk, -r->charged * (int)PAGE_SIZE);
 	r->charged = 0;
 	r->wsk_gone = true;
 }
@@ -174,9 +177,9 @@ void ss_ring_free(struct ss_ring *r)
 	WARN_ON_ONCE(r->charged);
 	for (i = 0; i < r->nslots; i++)
 		if (r->pages[i])
-			ss_page_free(r->pages[i]);
+			ss_page_free(r, r->pages[i]);
 	for (i = r->spare_tail; i != r->spare_head; i++)
-		ss_page_free(*ss_stash(r, i));
+		ss_page_free(r, *ss_stash(r, i));
 	if (r->wsk) {
 		sock_put(r->wsk);
 		sock_put(r->rsk);
@@ -220,6 +223,20 @@ u32 ss_ring_free_space(struct ss_ring *r)
 	return ss_ring_room(r, READ_ONCE(r->head), smp_load_acquire(&r->tail));
 }
 
+/*
+ * A new page, charged to the writer socket's memory cgroup. The charge may
+ * reclaim but never invokes the OOM killer (__GFP_RETRY_MAYFAIL): at the
+ * cgroup's limit the writer waits or gets EAGAIN, as TCP's writers do.
+ */
+static struct page *ss_page_alloc(struct sock *sk)
+{
+	struct mem_cgroup *old = set_active_memcg(mem_cgroup_from_sk(sk));
+	struct page *pg = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
+
+	set_active_memcg(old);
+	return pg;
+}
+
 /* A page for a slot: a stashed one, or a new one the writer pays for. */
 static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 {
@@ -234,18 +251,19 @@ static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 	}
 	/* Under memory pressure (the host's tcp_mem or the writer's memory
 	 * cgroup) TCP shrinks the send buffer and its writers wait once
-	 * their queue fills it (sk_stream_memory_free): so do ours, rather
-	 * than force charges past the limit.
+	 * their queue fills it (sk_stream_memory_free), and beyond tcp_mem's
+	 * hard limit it allocates nothing: so do ours.
 	 */
 	if (tcp_under_memory_pressure(sk) &&
 	    READ_ONCE(sk->sk_wmem_queued) >= READ_ONCE(sk->sk_sndbuf))
 		return NULL;
-	if (!sk_wmem_schedule(sk, PAGE_SIZE))
+	if (atomic_long_read(sk->sk_prot->memory_allocated) >=
+	    READ_ONCE(sk->sk_prot->sysctl_mem[2]))
 		return NULL;
-	pg = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+	pg = ss_page_alloc(sk);
 	if (!pg)
 		return NULL;
-	sk_mem_charge(sk, PAGE_SIZE);
+	atomic_long_inc(sk->sk_prot->memory_allocated);
 	sk_wmem_queued_add(sk, PAGE_SIZE);
 	r->charged++;
 	atomic_long_add(PAGE_SIZE, &ss_live_ring_bytes);

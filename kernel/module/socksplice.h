@@ -39,10 +39,11 @@ struct ss_ring {
 	struct page **pages;	/* nslots slots, then the nslots-entry stash */
 	struct sock *wsk;	/* the writer, charged for the pages (held) */
 	struct sock *rsk;	/* the reader (held) */
+	atomic_long_t *memory_allocated;	/* TCP's, counting the pages */
 	u32 limit;		/* what the writer may have unread: ss_ring_set_limit */
 	/* Under wsk's socket lock: */
-	int charged;		/* pages charged to wsk */
-	bool wsk_gone;		/* wsk tore down: nothing is charged any more */
+	int charged;		/* pages counted in wsk's queued bytes */
+	bool wsk_gone;		/* wsk tore down: its queue counts none */
 	u32 head ____cacheline_aligned_in_smp;	/* producer */
 	u32 cached_tail;
 	u32 spare_tail;		/* producer takes stashed pages here */
