@@ -671,18 +671,35 @@ static int ss_leave_proto(struct sock *sk)
 	return err;
 }
 
+/*
+ * A ULP (kTLS) puts its own proto_ops on the file, so __sock_release would
+ * never drop the module reference that came with ours. The socket's
+ * creator proto takes it over instead (sk_prot_free drops it), as a
+ * prepared listener's child holds one.
+ */
+static void ss_adopt_ops_ref(struct sock *sk, int fam)
+{
+	lock_sock(sk);
+	if (sk->sk_socket && READ_ONCE(sk->sk_socket->ops) != &ss_fam[fam].ops &&
+	    sk->sk_prot_creator == ss_fam[fam].base_prot)
+		sk->sk_prot_creator = &ss_fam[fam].prot;
+	release_sock(sk);
+}
+
 static int ss_setsockopt(struct sock *sk, int level, int optname, sockptr_t optval,
 			 unsigned int optlen)
 {
-	struct proto *base = ss_fam[ss_family_of(sk)].base_prot;
+	int fam = ss_family_of(sk), err;
+	struct proto *base = ss_fam[fam].base_prot;
 
-	if (ss_stream_option(level, optname)) {
-		int err = ss_leave_proto(sk);
-
-		if (err)
-			return err;
-	}
-	return base->setsockopt(sk, level, optname, optval, optlen);
+	if (!ss_stream_option(level, optname))
+		return base->setsockopt(sk, level, optname, optval, optlen);
+	err = ss_leave_proto(sk);
+	if (err)
+		return err;
+	err = base->setsockopt(sk, level, optname, optval, optlen);
+	ss_adopt_ops_ref(sk, fam);
+	return err;
 }
 
 /* TCP_ZEROCOPY_RECEIVE maps TCP's queue, which a paired socket does not
