@@ -25,17 +25,45 @@ int ss_family_of(struct sock *sk)
 }
 
 /*
- * What a syscall holds while it moves bytes: a reference on the pair, so
- * that its rings outlive a teardown that runs while this call sleeps (a
- * disconnect from another thread, the peer's close), and which side it is.
- * The ss_sock itself is not used once the call may have slept.
+ * What a syscall uses while it moves bytes: the pair and which side it is.
+ * Under the socket's lock the pair is alive: this side's ss_sock holds a
+ * reference until its teardown, which needs that lock. A call that lets
+ * the lock go (a sleep, a busy-poll) takes a reference of its own first,
+ * so the rings outlive a teardown that runs meanwhile (a disconnect from
+ * another thread, then the peer's close); the fast path takes none. The
+ * ss_sock itself is not used once the call may have slept.
  */
 struct ss_ctx {
 	struct ss_pair *p;
 	int side;
 	u32 busy_poll_us;
+	bool held;
 };
 
+/* With the socket locked. */
+static bool ss_enter_locked(struct sock *sk, struct ss_ctx *c)
+{
+	struct ss_sock *ss = ss_of(sk);
+
+	if (!ss || ss->state != SP_PAIRED)
+		return false;
+	c->p = ss->pair;
+	c->side = ss->side;
+	c->busy_poll_us = ss->busy_poll_us;
+	c->held = false;
+	return true;
+}
+
+/* Before the socket lock is let go. */
+static void ss_hold(struct ss_ctx *c)
+{
+	if (!c->held) {
+		refcount_inc(&c->p->ref);
+		c->held = true;
+	}
+}
+
+/* Without the socket lock (the urgent-data paths): a reference at once. */
 static bool ss_enter(struct sock *sk, struct ss_ctx *c)
 {
 	struct ss_sock *ss;
@@ -49,6 +77,7 @@ static bool ss_enter(struct sock *sk, struct ss_ctx *c)
 		c->p = ss->pair;
 		c->side = ss->side;
 		c->busy_poll_us = ss->busy_poll_us;
+		c->held = true;
 		ok = true;
 	}
 	rcu_read_unlock();
@@ -57,7 +86,8 @@ static bool ss_enter(struct sock *sk, struct ss_ctx *c)
 
 static void ss_leave(struct ss_ctx *c)
 {
-	ss_pair_put(c->p);
+	if (c->held)
+		ss_pair_put(c->p);
 }
 
 /* This side tore down while the call slept: the rest is TCP's. */
@@ -130,9 +160,9 @@ static void ss_kick_peer(const struct ss_ctx *c, bool reader)
 /* ---- send ---- */
 
 /* Copies msg into the peer's ring, waiting for room as TCP waits for
- * memory.
+ * memory. Called with the socket locked; returns with it released.
  */
-static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
+static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			size_t len)
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
@@ -141,7 +171,6 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 	int copied = 0, err = 0, n;
 	long timeo;
 
-	lock_sock(sk);
 	/* The ring copies, so MSG_ZEROCOPY completes at once, reported as
 	 * copied: what TCP reports on loopback.
 	 */
@@ -154,8 +183,8 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		uarg_to_msgzc(uarg)->zerocopy = 0;
 	}
 	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
+	ss_ring_set_limit(r);
 	while (msg_data_left(msg)) {
-		ss_ring_set_limit(r);
 		if (sk->sk_err) {
 			err = sock_error(sk);
 			break;
@@ -202,6 +231,7 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		}
 		if (sk->sk_socket)
 			set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
+		ss_hold(c);
 		add_wait_queue(sk_sleep(sk), &wait);
 		if (n == -ENOBUFS) {
 			/* Memory frees without a wakeup of ours: retry soon,
@@ -220,6 +250,7 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 				      &wait);
 		}
 		remove_wait_queue(sk_sleep(sk), &wait);
+		ss_ring_set_limit(r);
 		if (signal_pending(current)) {
 			err = sock_intr_errno(timeo);
 			break;
@@ -244,7 +275,7 @@ static int ss_send_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 	return sk_stream_error(sk, msg->msg_flags, err);
 }
 
-static int ss_send_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
+static int ss_send_oob(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		       size_t len)
 {
 	struct ss_pair *p = c->p;
@@ -258,6 +289,7 @@ static int ss_send_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *m
 		msg->msg_flags &= ~MSG_OOB;
 		last = msg->msg_iter;
 		iov_iter_truncate(&msg->msg_iter, len - 1);
+		lock_sock(sk);
 		copied = ss_send_ring(sk, c, msg, len - 1);
 		if (copied < 0 || copied < len - 1)
 			return copied;
@@ -282,6 +314,7 @@ static int ss_send_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *m
 		int n;
 
 		iov_iter_kvec(&m.msg_iter, ITER_SOURCE, &v, 1, 1);
+		lock_sock(sk);
 		n = ss_send_ring(sk, c, &m, 1);
 		sock_put(psk);
 		if (n < 0)
@@ -309,25 +342,33 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 	if (ss && READ_ONCE(ss->state) == SP_PENDING)
 		ss_give_up(ss);
 	rcu_read_unlock();
-	if (!ss_enter(sk, &c))
+	/* The last byte of an urgent send is TCP's out-of-band byte: the rest
+	 * goes into the ring, the byte beside it.
+	 */
+	if ((msg->msg_flags & MSG_OOB) && len > 0) {
+		if (!ss_enter(sk, &c))
+			return tcp_prot.sendmsg(sk, msg, len);
+		if (ss_peer_gone(&c))
+			ret = tcp_prot.sendmsg(sk, msg, len);
+		else
+			ret = ss_send_oob(sk, &c, msg, len);
+		ss_leave(&c);
+		return ret;
+	}
+	lock_sock(sk);
+	if (!ss_enter_locked(sk, &c)) {
+		release_sock(sk);
 		return tcp_prot.sendmsg(sk, msg, len);
+	}
 	/* After the peer went, TCP delivers the right error (the peer answers
 	 * with RST); what we left in its ring stops counting as ours.
 	 */
 	if (ss_peer_gone(&c)) {
-		lock_sock(sk);
-		if (!ss_self_gone(&c))
-			ss_ring_writer_gone(c.p->ring[!c.side]);
+		ss_ring_writer_gone(c.p->ring[!c.side]);
 		release_sock(sk);
-		ret = tcp_prot.sendmsg(sk, msg, len);
+		return tcp_prot.sendmsg(sk, msg, len);
 	}
-	/* The last byte of an urgent send is TCP's out-of-band byte: the rest
-	 * goes into the ring, the byte beside it.
-	 */
-	else if ((msg->msg_flags & MSG_OOB) && len > 0)
-		ret = ss_send_oob(sk, &c, msg, len);
-	else
-		ret = ss_send_ring(sk, &c, msg, len);
+	ret = ss_send_ring(sk, &c, msg, len);
 	ss_leave(&c);
 	return ret;
 }
@@ -414,16 +455,18 @@ static int ss_recv_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *m
 	return 1;
 }
 
-static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg,
-			size_t len, int flags, long timeo)
+/* Called with the socket locked; returns with it released. *inq: what
+ * stays readable, for TCP_INQ.
+ */
+static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
+			size_t len, int flags, long timeo, int *inq)
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
 	struct ss_ring *r = c->p->ring[c->side];
-	bool peek = flags & MSG_PEEK, kick = false;
+	bool peek = flags & MSG_PEEK, kick = false, trim;
 	int copied = 0, err = 0, n, target;
 	u32 skip = 0;
 
-	lock_sock(sk);
 	target = sock_rcvlowat(sk, flags & MSG_WAITALL, len);
 	if (peek)
 		skip = max(sk_peek_offset(sk, flags), 0);	/* SO_PEEK_OFF */
@@ -470,6 +513,7 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 			ss_kick_peer(c, false);
 			kick = false;
 		}
+		ss_hold(c);
 		if (c->busy_poll_us) {
 			bool hit;
 
@@ -492,11 +536,16 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
 		sk_peek_offset_bwd(sk, copied);
 		tcp_sk(sk)->bytes_received += copied;
 	}
-	release_sock(sk);
 	/* Wake a writer only when TCP would call it writable again. */
 	if (kick && ss_ring_writable(r))
 		ss_kick_peer(c, false);
-	if (!peek)
+	*inq = ss_ring_avail(r);
+	trim = !peek && ss_ring_reader_should_trim(r);
+	if (trim)
+		ss_hold(c);
+	release_sock(sk);
+	/* Takes the writer's lock: only with ours let go. */
+	if (trim)
 		ss_ring_reader_trim(r);
 	if (copied)
 		return copied;
@@ -507,14 +556,14 @@ static int ss_recv_ring(struct sock *sk, const struct ss_ctx *c, struct msghdr *
  * receive timestamp (the ring keeps no arrival time: the time of the
  * read, as a reader that polls and reads at once would see).
  */
-static void ss_recv_cmsgs(struct sock *sk, const struct ss_ctx *c, struct msghdr *msg)
+static void ss_recv_cmsgs(struct sock *sk, int avail, struct msghdr *msg)
 {
 	bool inq = tcp_sk(sk)->recvmsg_inq;
 	struct timespec64 ts;
 
 	if (inq || msg->msg_get_inq) {
 		msg->msg_get_inq = 1;
-		msg->msg_inq = ss_ring_avail(c->p->ring[c->side]);
+		msg->msg_inq = avail;
 		if (inq)
 			put_cmsg(msg, SOL_TCP, TCP_CM_INQ, sizeof(msg->msg_inq), &msg->msg_inq);
 	}
@@ -550,8 +599,8 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 {
 	struct ss_sock *ss;
 	struct ss_ctx c;
+	int ret, inq;
 	long timeo;
-	int ret;
 
 	if (flags & MSG_ERRQUEUE)
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
@@ -563,22 +612,22 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		return ret;
 	}
 	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
-	rcu_read_lock();
+	lock_sock(sk);
 	ss = ss_of(sk);
-	ret = ss && READ_ONCE(ss->state) == SP_PENDING;
-	rcu_read_unlock();
-	if (ret) {
-		lock_sock(sk);
+	if (ss && ss->state == SP_PENDING) {
 		ret = ss_recv_pending(sk, &timeo);
-		release_sock(sk);
-		if (ret)
+		if (ret) {
+			release_sock(sk);
 			return ret;
+		}
 	}
-	if (!ss_enter(sk, &c))
+	if (!ss_enter_locked(sk, &c)) {
+		release_sock(sk);
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
-	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo);
+	}
+	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo, &inq);
 	if (ret >= 0)
-		ss_recv_cmsgs(sk, &c, msg);
+		ss_recv_cmsgs(sk, inq, msg);
 	ss_leave(&c);
 	if (ret == -ENOTCONN)
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);

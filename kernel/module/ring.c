@@ -158,10 +158,23 @@ void ss_ring_writer_gone(struct ss_ring *r)
 /* After a burst the reader gives the writer's memory back: with its own
  * socket unlocked, so two sockets' locks are never held at once.
  */
+/*
+ * The reader, with its socket locked: after a burst, once the ring is empty
+ * and the writer has taken no stashed page since the reader last looked
+ * (it is idle), the stash beyond SS_RING_SPARE pages should go. A stream
+ * keeps its pages circulating.
+ */
+bool ss_ring_reader_should_trim(struct ss_ring *r)
+{
+	u32 st = READ_ONCE(r->spare_tail);
+	bool idle = st == r->reader_mark;
+
+	r->reader_mark = st;
+	return idle && r->spare_head - st > SS_RING_SPARE && !ss_ring_avail(r);
+}
+
 void ss_ring_reader_trim(struct ss_ring *r)
 {
-	if (READ_ONCE(r->spare_head) - READ_ONCE(r->spare_tail) <= SS_RING_SPARE)
-		return;
 	lock_sock(r->wsk);
 	ss_ring_trim(r, SS_RING_SPARE);
 	release_sock(r->wsk);
@@ -308,7 +321,10 @@ int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, siz
 			break;
 		}
 	}
-	ss_ring_trim(r, SS_RING_SPARE);
+	/* Keeps what this write cycled through, so a stream reuses its pages
+	 * instead of allocating them again.
+	 */
+	ss_ring_trim(r, max_t(u32, SS_RING_SPARE, (done >> PAGE_SHIFT) + 2));
 	if (!done)
 		return err;
 	/* Release: the bytes and their pages before the new head. */

@@ -50,6 +50,7 @@ struct ss_ring {
 	u32 tail ____cacheline_aligned_in_smp;	/* consumer */
 	u32 cached_head;
 	u32 spare_head;		/* consumer returns drained pages here */
+	u32 reader_mark;	/* spare_tail when the reader last looked */
 };
 
 struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp);
@@ -59,6 +60,7 @@ u32 ss_ring_used(struct ss_ring *r);
 u32 ss_ring_unsent(struct ss_ring *r);
 bool ss_ring_writable(struct ss_ring *r);
 void ss_ring_writer_gone(struct ss_ring *r);
+bool ss_ring_reader_should_trim(struct ss_ring *r);
 void ss_ring_reader_trim(struct ss_ring *r);
 void ss_ring_free(struct ss_ring *r);
 int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, size_t len);
