@@ -18,6 +18,14 @@
 #   make bench-quick  a short subset (CI smoke: fails only if a path
 #                   cannot run at all)
 #   make vm-bench   the benchmark inside the test kernel under QEMU
+#   make vm-bench-compare  the splice module of the working tree against
+#                   the one at BASE (default 6962f62, before issue 14's
+#                   hardening), alternated in one test-kernel guest:
+#                   sockperf ping-pong 1 KiB and 64 B with busy-poll 0
+#                   and 50 us, and a 64 KiB-write stream; per workload
+#                   each module's median and the ratio new/old, unload
+#                   waits: results/bench-compare/compare.{json,md}
+#                   (BENCH_ARGS: -rounds, -workloads, -duration, ...)
 #   make dkms-deb   the socksplice-dkms package for nodes: bin/dkms/
 #                   (built in a debootstrapped trixie root; root)
 
@@ -26,7 +34,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench dkms-deb clean
+.PHONY: all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench vm-bench-compare dkms-deb clean
 
 all: build
 
@@ -93,6 +101,12 @@ bench-quick: build
 
 vm-bench:
 	KERNEL=$(KERNEL) kernel/vm/bench.sh $(BENCH_ARGS)
+
+# The module side by side with the one at BASE, in one guest
+# (kernel/vm/bench-compare.sh; test/bench/compare.go).
+BASE ?= 6962f62
+vm-bench-compare:
+	KERNEL=$(KERNEL) BASE=$(BASE) kernel/vm/bench-compare.sh $(BENCH_ARGS)
 
 # The module's DKMS package, versioned from git (kernel/dkms/build-deb.sh).
 dkms-deb:

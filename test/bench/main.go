@@ -11,6 +11,7 @@
 // drift on a shared machine.
 //
 //	bench [-quick] [-out DIR]
+//	bench -compare-old OLD.ko -compare-new NEW.ko [-rounds N] [-workloads ...]
 package main
 
 import (
@@ -33,6 +34,8 @@ type options struct {
 	dur           time.Duration
 	cpus, virt    string
 	noApps, noCNI bool
+	warmup        time.Duration
+	cmp           compareOptions
 }
 
 func main() {
@@ -47,8 +50,54 @@ func main() {
 	flag.BoolVar(&o.noApps, "no-apps", false, "skip redis and sockperf")
 	flag.BoolVar(&o.noCNI, "no-cni", false, "skip the plugin's ADD/DEL cost")
 	flag.IntVar(&o.enroll, "enroll", 0, "containers to enroll for the plugin cost (default 200, quick 20)")
+	flag.DurationVar(&o.warmup, "warmup", 0, "length of the discarded warm-up run (default 300ms, quick 100ms, compare 500ms)")
+	// The module comparison (make vm-bench-compare; compare.go).
+	flag.StringVar(&o.cmp.oldKo, "compare-old", "", "compare the splice module file `KO` (old) ...")
+	flag.StringVar(&o.cmp.newKo, "compare-new", "", "... against this one (new), alternating them in this kernel")
+	flag.StringVar(&o.cmp.labels, "compare-labels", "old,new", "the two modules' names in the report")
+	flag.IntVar(&o.cmp.rounds, "rounds", 3, "compare: rounds; each module runs once per round, order alternating")
+	flag.StringVar(&o.cmp.workloads, "workloads", "sockperf:1024,sockperf:64,stream:65536@splice,close:64@splice",
+		"compare: kind:bytes[@path], comma separated; kind is sockperf (ping-pong), rr (the tool's), close (rr, the server closing first) or stream")
+	flag.StringVar(&o.cmp.paths, "paths", PathSplice+","+PathSpliceBP, "compare: the splice paths a workload without @path runs on")
+	flag.DurationVar(&o.cmp.unloadTimeout, "unload-timeout", 90*time.Second, "compare: how long to retry delete_module")
+	flag.BoolVar(&o.cmp.liveNetns, "live-netns", true, "compare: first try the unload with the containers' namespaces alive (DEL run, programs unpinned)")
+	flag.StringVar(&o.cmp.measure, "measure", "", "compare's child: run the workloads once on the loaded module, samples to `FILE`")
 	flag.Parse()
-	testenv.Main("bench", func(r testenv.T) { run(r, o) })
+	o.cmp.virt = o.virt
+	switch {
+	case o.cmp.measure != "":
+		testenv.Main("bench-measure", func(r testenv.T) { measureModule(r, o.cmp, compareSettings(r, o)) })
+	case o.cmp.oldKo != "" || o.cmp.newKo != "":
+		if o.cmp.oldKo == "" || o.cmp.newKo == "" {
+			fmt.Fprintln(os.Stderr, "bench: -compare-old and -compare-new go together")
+			os.Exit(2)
+		}
+		if o.out == "" {
+			o.out = "results/bench-compare"
+		}
+		testenv.Main("bench-compare", func(r testenv.T) { compareModules(r, o.cmp, compareSettings(r, o), o.out) })
+	default:
+		testenv.Main("bench", func(r testenv.T) { run(r, o) })
+	}
+}
+
+// compareSettings are the comparison's knobs: one run of 3 s per case and
+// turn unless the flags say otherwise.
+func compareSettings(r testenv.T, o options) Settings {
+	set := Settings{Runs: 1, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond}
+	if o.runs > 0 {
+		set.Runs = o.runs
+	}
+	if o.dur > 0 {
+		set.Duration = o.dur
+	}
+	if o.warmup > 0 {
+		set.Warmup = o.warmup
+	}
+	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
+		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)
+	}
+	return set
 }
 
 // run measures everything o asks for and writes the report; r fails the
@@ -70,6 +119,9 @@ func run(r testenv.T, o options) {
 	}
 	if o.dur > 0 {
 		set.Duration = o.dur
+	}
+	if o.warmup > 0 {
+		set.Warmup = o.warmup
 	}
 	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
 		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)

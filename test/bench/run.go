@@ -115,6 +115,9 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	srvC, cliC := s.ends(topo)
 	w0, c0 := s.wireBytes(b.t, topo), s.counters(b.t)
 	spec := EndSpec{Kind: kind, Family: s.def.family, Addr: addr, Size: size, Duration: d}
+	if kind == "close" { // rr whose server closes first (compare.go)
+		spec.Kind, spec.ServerCloses, kind = "rr", true, "rr"
+	}
 	spec.Role = "server"
 	sp, err := startEnd(b.t, srvC, b.set.ServerCPU, spec)
 	if err != nil {

@@ -30,6 +30,9 @@ type EndSpec struct {
 	Addr     string        `json:"addr"`   // ip:port, or a socket path for unix
 	Size     int           `json:"size"`
 	Duration time.Duration `json:"duration"` // how long the client drives the connection
+	// ServerCloses (rr): the server closes the connection first, so that
+	// its accepted socket, not the client's, ends in TIME_WAIT.
+	ServerCloses bool `json:"serverCloses,omitempty"`
 }
 
 // EndResult is what an end reports on stdout.
@@ -212,7 +215,22 @@ func rrClient(fd int, s EndSpec, r *EndResult) error {
 		t0 = t1
 	}
 	r.Seconds = time.Since(start).Seconds()
-	unix.Shutdown(fd, unix.SHUT_WR)
+	if s.ServerCloses {
+		// The last request is marked; the server answers it and closes.
+		req[0] = lastRequest
+		if err := writeFull(fd, req); err != nil {
+			return err
+		}
+		var last EndResult
+		if err := readFull(fd, resp, &last); err != nil {
+			return err
+		}
+		if err := readFull(fd, resp[:1], &last); err != errEOF {
+			return fmt.Errorf("after the last request: want EOF, got %v", err)
+		}
+	} else {
+		unix.Shutdown(fd, unix.SHUT_WR)
+	}
 	slices.Sort(lat)
 	us := func(p float64) float64 {
 		if len(lat) == 0 {
@@ -235,9 +253,16 @@ func rrServer(fd int, s EndSpec, r *EndResult) error {
 		if err := writeFull(fd, buf); err != nil {
 			return err
 		}
+		if s.ServerCloses && buf[0] == lastRequest {
+			return nil // the deferred close is the first
+		}
 		r.Txns++
 	}
 }
+
+// lastRequest marks the client's last request when the server closes
+// first; every other request is zeros.
+const lastRequest = 0xff
 
 func streamSender(fd int, s EndSpec, r *EndResult) error {
 	buf := make([]byte, s.Size)
