@@ -29,7 +29,9 @@
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/memcontrol.h>
+#include <linux/page_counter.h>
 #include <linux/sched/mm.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -237,6 +239,36 @@ u32 ss_ring_free_space(struct ss_ring *r)
 }
 
 /*
+ * Ring pages hold bytes a reader has not taken, which no reclaim can free:
+ * they never take the last quarter (at most 64 MiB) of the writer's
+ * memory cgroup or of any of its ancestors with a limit, so the
+ * container's own allocations keep room and its writers wait instead of
+ * driving it into its OOM killer. TCP's buffers stay far below that.
+ */
+static bool ss_memcg_room(struct sock *sk)
+{
+#ifdef CONFIG_MEMCG
+	struct mem_cgroup *m;
+	bool ok = true;
+
+	rcu_read_lock();
+	for (m = mem_cgroup_from_sk(sk); m; m = parent_mem_cgroup(m)) {
+		unsigned long max = READ_ONCE(m->memory.max);
+		unsigned long keep = min_t(unsigned long, max / 4, SZ_64M >> PAGE_SHIFT);
+
+		if (max != PAGE_COUNTER_MAX && page_counter_read(&m->memory) + keep + 1 > max) {
+			ok = false;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return ok;
+#else
+	return true;
+#endif
+}
+
+/*
  * A new page, charged to the writer socket's memory cgroup. The charge may
  * reclaim but never invokes the OOM killer (__GFP_RETRY_MAYFAIL): at the
  * cgroup's limit the writer waits or gets EAGAIN, as TCP's writers do.
@@ -271,7 +303,7 @@ static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 	    READ_ONCE(sk->sk_wmem_queued) >= READ_ONCE(sk->sk_sndbuf))
 		return NULL;
 	if (atomic_long_read(sk->sk_prot->memory_allocated) >=
-	    READ_ONCE(sk->sk_prot->sysctl_mem[2]))
+	    READ_ONCE(sk->sk_prot->sysctl_mem[2]) || !ss_memcg_room(sk))
 		return NULL;
 	pg = ss_page_alloc(sk);
 	if (!pg)
