@@ -183,7 +183,12 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		uarg_to_msgzc(uarg)->zerocopy = 0;
 	}
 	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
-	ss_ring_set_limit(r);
+	/* The buffers that bound the ring are read again only when it may
+	 * come near its limit (not for small request/response messages),
+	 * and whenever it is full by the limit last seen (below).
+	 */
+	if (ss_ring_used(r) + len > READ_ONCE(r->limit) / 2)
+		ss_ring_set_limit(r);
 	while (msg_data_left(msg)) {
 		if (sk->sk_err) {
 			err = sock_error(sk);
@@ -214,6 +219,12 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			ss_kick_peer(c, true);
 			continue;
 		}
+		/* Full by the limit last seen: the buffers may have grown
+		 * since (setsockopt, autotuning). Only then is it read again,
+		 * off the fast path.
+		 */
+		if (!n && ss_ring_set_limit(r))
+			continue;
 		if (n < 0 && n != -ENOBUFS) {
 			err = n;
 			break;
@@ -250,7 +261,6 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 				      &wait);
 		}
 		remove_wait_queue(sk_sleep(sk), &wait);
-		ss_ring_set_limit(r);
 		if (signal_pending(current)) {
 			err = sock_intr_errno(timeo);
 			break;
@@ -377,7 +387,7 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 
 /* Spins until the ring holds more than skip bytes (what a peek already
  * saw), for at most busy_poll_us; gives up at once for a signal, a
- * reschedule, a shutdown or a teardown.
+ * reschedule or a shutdown. With the socket locked.
  */
 static bool ss_busy_poll(struct sock *sk, const struct ss_ctx *c, struct ss_ring *r,
 			 u32 skip)
@@ -390,7 +400,7 @@ static bool ss_busy_poll(struct sock *sk, const struct ss_ctx *c, struct ss_ring
 			ss_count(busy_poll_hits, 1);
 			return true;
 		}
-		if (signal_pending(current) || need_resched() || ss_self_gone(c) ||
+		if (signal_pending(current) || need_resched() ||
 		    (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN))
 			return false;
 		cpu_relax();
@@ -513,16 +523,14 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			ss_kick_peer(c, false);
 			kick = false;
 		}
+		/* The spin keeps the socket locked: no teardown can run, and
+		 * the fast path needs no reference on the pair. It is short
+		 * (at most SS_MAX_BUSY_POLL_US) and ends on need_resched;
+		 * what TCP queued meanwhile (a FIN) waits in the backlog.
+		 */
+		if (c->busy_poll_us && ss_busy_poll(sk, c, r, peek ? skip + copied : 0))
+			continue;
 		ss_hold(c);
-		if (c->busy_poll_us) {
-			bool hit;
-
-			release_sock(sk);
-			hit = ss_busy_poll(sk, c, r, peek ? skip + copied : 0);
-			lock_sock(sk);
-			if (hit)
-				continue;
-		}
 		add_wait_queue(sk_sleep(sk), &wait);
 		sk_wait_event(sk, &timeo,
 			      ss_ring_avail(r) > (peek ? skip + copied : 0) || sk->sk_err ||

@@ -80,9 +80,10 @@ void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader)
  * the part beyond the reader's buffer, which TCP would still hold unsent,
  * overshooting the mark by at most a page as TCP's writes overshoot it by
  * a segment. So SO_SNDBUF, SO_RCVBUF and TCP_NOTSENT_LOWAT bound a writer
- * as they bound TCP's. The writer refreshes it before each send.
+ * as they bound TCP's. The writer reads them again whenever the ring is
+ * full by the limit it last saw; returns whether the limit changed.
  */
-void ss_ring_set_limit(struct ss_ring *r)
+bool ss_ring_set_limit(struct ss_ring *r)
 {
 	struct sock *w = r->wsk;
 	u64 snd = READ_ONCE(w->sk_sndbuf), lowat = tcp_notsent_lowat(tcp_sk(w));
@@ -91,7 +92,12 @@ void ss_ring_set_limit(struct ss_ring *r)
 		snd = max_t(u64, snd, READ_ONCE(sock_net(w)->ipv4.sysctl_tcp_wmem[2]));
 	snd = min_t(u64, snd, lowat + PAGE_SIZE);
 	snd += READ_ONCE(r->rsk->sk_rcvbuf);
-	WRITE_ONCE(r->limit, max_t(u32, min_t(u64, snd, r->size), PAGE_SIZE));
+	snd = max_t(u32, min_t(u64, snd, r->size), PAGE_SIZE);
+	if (snd == r->limit)
+		return false;
+	/* The line is the reader's too: written only when it changes. */
+	WRITE_ONCE(r->limit, snd);
+	return true;
 }
 
 /* Bytes written and not yet read. */

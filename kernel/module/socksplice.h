@@ -55,7 +55,7 @@ struct ss_ring {
 
 struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp);
 void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader);
-void ss_ring_set_limit(struct ss_ring *r);
+bool ss_ring_set_limit(struct ss_ring *r);
 u32 ss_ring_used(struct ss_ring *r);
 u32 ss_ring_unsent(struct ss_ring *r);
 bool ss_ring_writable(struct ss_ring *r);
