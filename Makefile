@@ -49,13 +49,15 @@ plugins: build
 		github.com/containernetworking/plugins/plugins/main/loopback
 	cp $(BIN)/socksplice $(BIN)/cni/socksplice
 
-# Every generated file: the BPF objects and their Go (bpf/, kernel/testmod/),
+# Every generated file: the BPF objects and their Go (bpf/, kernel/testmod/,
+# test/hardening/),
 # and the Go constants taken from the ABI header (bpf/, conf/). In order:
 # conf reads bpf's ABI object.
 generate:
 	$(GO) generate ./bpf/
 	$(GO) generate ./conf/
 	$(GO) generate ./kernel/testmod/
+	$(GO) generate ./test/hardening/
 
 demo: build
 	$(GO) build -o $(BIN)/socksplice-demo ./test/demo

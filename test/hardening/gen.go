@@ -4,9 +4,11 @@
 // Package hardening has one job: reproduce, inside the test VM, the
 // splice module's safety hazards listed in issue 14 (object lifetime under
 // concurrent teardown, unload, busy-poll with MSG_PEEK, RST on close,
-// bytes around pairing, forged pairing keys, sk_user_data shared with
-// sockmap), so that each fails while the hazard is real and guards the
-// fix afterwards. Every test's name contains "Hardening"; they run with
+// bytes around pairing, ring memory and memory cgroups, kTLS, repair and
+// zerocopy receive, forged pairing keys, the pending table's bound,
+// sk_user_data shared with sockmap, the counters' files), so that each
+// fails while the hazard is real and guards the fix afterwards. Every
+// test's name contains "Hardening"; they run with
 // `make vm-test PKGS=test/hardening RUN=Hardening` (DEBUG=1 for KASAN and
 // lockdep).
 package hardening
