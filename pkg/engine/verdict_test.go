@@ -18,13 +18,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// checkFresh checks a fresh verdict: four checks, and the engine agrees
+// checkFresh checks a fresh verdict: five checks, and the engine agrees
 // with them.
 func checkFresh(t *testing.T, eng string, d Decision) bool {
 	t.Helper()
 	t.Logf("%s self-test -> %s: %s | %s", eng, d.Engine, d.Reason, strings.Join(d.Detail, " | "))
-	if d.Cached || len(d.Detail) != 4 {
-		t.Errorf("%s: the first verdict should come from a fresh self-test with four checks: %+v", eng, d)
+	if d.Cached || len(d.Detail) != 5 {
+		t.Errorf("%s: the first verdict should come from a fresh self-test with five checks: %+v", eng, d)
 		return false
 	}
 	allOK := true
