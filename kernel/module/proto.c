@@ -183,11 +183,12 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		uarg_to_msgzc(uarg)->zerocopy = 0;
 	}
 	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
-	/* The buffers that bound the ring are read again only when it may
-	 * come near its limit (not for small request/response messages),
-	 * and whenever it is full by the limit last seen (below).
+	/* The buffers that bound the ring are read again unless what is
+	 * queued stays within a page, below any limit they can set (not for
+	 * small request/response messages), and whenever it is full by the
+	 * limit last seen (below).
 	 */
-	if (ss_ring_used(r) + len > READ_ONCE(r->limit) / 2)
+	if (ss_ring_used(r) + len > PAGE_SIZE)
 		ss_ring_set_limit(r);
 	while (msg_data_left(msg)) {
 		if (sk->sk_err) {
