@@ -129,51 +129,61 @@ static const struct btf_kfunc_id_set ss_kfunc_set = {
 	.set = &ss_kfunc_ids,
 };
 
-/* The counters summed over CPUs, by name: parameters/stats prints all of
- * them, counters/NAME one (and the live gauges).
+/*
+ * The counters, one table: per-CPU event counts summed on read, and the
+ * live gauges. parameters/stats prints them all; counters/NAME one each, in
+ * a kobject of its own under the module's (whose sysfs ops expect module
+ * attributes).
  */
-static const struct {
-	const char *name;
-	size_t off;
-} ss_counter_defs[] = {
-#define SS_C(f) { #f, offsetof(struct ss_stats, f) }
-	SS_C(paired), SS_C(refused), SS_C(ring_bytes), SS_C(ring_full_waits),
-	SS_C(busy_polls), SS_C(busy_poll_hits), SS_C(abi_mismatch), SS_C(forged),
-	SS_C(peer_mismatch), SS_C(pending_full), SS_C(mem_waits),
-#undef SS_C
+struct ss_counter {
+	struct kobj_attribute attr;
+	size_t off;		/* in struct ss_stats, unless gauge */
+	atomic_long_t *gauge;
 };
 
-static u64 ss_counter_sum(size_t off)
+static u64 ss_counter_read(const struct ss_counter *c)
 {
 	u64 t = 0;
 	int cpu;
 
+	if (c->gauge)
+		return atomic_long_read(c->gauge);
 	for_each_possible_cpu(cpu)
-		t += *(u64 *)((char *)per_cpu_ptr(&ss_stats, cpu) + off);
+		t += *(u64 *)((char *)per_cpu_ptr(&ss_stats, cpu) + c->off);
 	return t;
 }
 
-static long ss_gauge(const char *name)
+static ssize_t ss_counter_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
-	if (!strcmp(name, "live_socks"))
-		return atomic_long_read(&ss_live_socks);
-	if (!strcmp(name, "live_pairs"))
-		return atomic_long_read(&ss_live_pairs);
-	return atomic_long_read(&ss_live_ring_bytes);
+	return sysfs_emit(buf, "%llu\n",
+			  ss_counter_read(container_of(attr, struct ss_counter, attr)));
 }
 
-static const char * const ss_gauges[] = { "live_socks", "live_pairs", "live_ring_bytes" };
+#define SS_COUNTER(f) { .attr = { .attr = { .name = #f, .mode = 0444 }, \
+				 .show = ss_counter_show }, \
+			.off = offsetof(struct ss_stats, f) }
+#define SS_GAUGE(g) { .attr = { .attr = { .name = #g, .mode = 0444 }, \
+				.show = ss_counter_show }, \
+		      .gauge = &ss_##g }
+static struct ss_counter ss_counters[] = {
+	SS_COUNTER(paired), SS_COUNTER(refused), SS_COUNTER(ring_bytes),
+	SS_COUNTER(ring_full_waits), SS_COUNTER(busy_polls), SS_COUNTER(busy_poll_hits),
+	SS_COUNTER(abi_mismatch), SS_COUNTER(forged), SS_COUNTER(peer_mismatch),
+	SS_COUNTER(pending_full), SS_COUNTER(mem_waits),
+	SS_GAUGE(live_socks), SS_GAUGE(live_pairs), SS_GAUGE(live_ring_bytes),
+};
+
+#undef SS_COUNTER
+#undef SS_GAUGE
 
 /* /sys/module/socksplice/parameters/stats: one "name value" per line. */
 static int ss_stats_get(char *buf, const struct kernel_param *kp)
 {
 	int i, n = 0;
 
-	for (i = 0; i < ARRAY_SIZE(ss_counter_defs); i++)
-		n += sysfs_emit_at(buf, n, "%s %llu\n", ss_counter_defs[i].name,
-				   ss_counter_sum(ss_counter_defs[i].off));
-	for (i = 0; i < ARRAY_SIZE(ss_gauges); i++)
-		n += sysfs_emit_at(buf, n, "%s %ld\n", ss_gauges[i], ss_gauge(ss_gauges[i]));
+	for (i = 0; i < ARRAY_SIZE(ss_counters); i++)
+		n += sysfs_emit_at(buf, n, "%s %llu\n", ss_counters[i].attr.attr.name,
+				   ss_counter_read(&ss_counters[i]));
 	return n;
 }
 
@@ -186,48 +196,8 @@ MODULE_PARM_DESC(stats, "all counters, one \"name value\" per line (also one fil
 module_param_named(max_pending, ss_max_pending, uint, 0644);
 MODULE_PARM_DESC(max_pending, "sockets that may wait for their peer at once; beyond, flows stay TCP (counted in pending_full)");
 
-/*
- * /sys/module/socksplice/counters/NAME: one number per file, in a kobject
- * of its own under the module's (whose sysfs ops expect module
- * attributes).
- */
 static struct kobject *ss_counters_kobj;
-
-static ssize_t ss_counter_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
-{
-	int i;
-
-	for (i = 0; i < ARRAY_SIZE(ss_counter_defs); i++)
-		if (!strcmp(attr->attr.name, ss_counter_defs[i].name))
-			return sysfs_emit(buf, "%llu\n", ss_counter_sum(ss_counter_defs[i].off));
-	return sysfs_emit(buf, "%ld\n", ss_gauge(attr->attr.name));
-}
-
-#define SS_ATTR(n) static struct kobj_attribute ss_attr_##n = __ATTR(n, 0444, ss_counter_show, NULL)
-SS_ATTR(paired);
-SS_ATTR(refused);
-SS_ATTR(ring_bytes);
-SS_ATTR(ring_full_waits);
-SS_ATTR(busy_polls);
-SS_ATTR(busy_poll_hits);
-SS_ATTR(abi_mismatch);
-SS_ATTR(forged);
-SS_ATTR(peer_mismatch);
-SS_ATTR(pending_full);
-SS_ATTR(mem_waits);
-SS_ATTR(live_socks);
-SS_ATTR(live_pairs);
-SS_ATTR(live_ring_bytes);
-#undef SS_ATTR
-
-static struct attribute *ss_counter_attrs[] = {
-	&ss_attr_paired.attr, &ss_attr_refused.attr, &ss_attr_ring_bytes.attr,
-	&ss_attr_ring_full_waits.attr, &ss_attr_busy_polls.attr,
-	&ss_attr_busy_poll_hits.attr, &ss_attr_abi_mismatch.attr, &ss_attr_forged.attr,
-	&ss_attr_peer_mismatch.attr, &ss_attr_pending_full.attr, &ss_attr_mem_waits.attr,
-	&ss_attr_live_socks.attr, &ss_attr_live_pairs.attr, &ss_attr_live_ring_bytes.attr,
-	NULL,
-};
+static struct attribute *ss_counter_attrs[ARRAY_SIZE(ss_counters) + 1];
 
 static const struct attribute_group ss_counter_group = {
 	.attrs = ss_counter_attrs,
@@ -235,8 +205,10 @@ static const struct attribute_group ss_counter_group = {
 
 static int ss_counters_add(void)
 {
-	int err;
+	int i, err;
 
+	for (i = 0; i < ARRAY_SIZE(ss_counters); i++)
+		ss_counter_attrs[i] = &ss_counters[i].attr.attr;
 	ss_counters_kobj = kobject_create_and_add("counters", &THIS_MODULE->mkobj.kobj);
 	if (!ss_counters_kobj)
 		return -ENOMEM;

@@ -36,7 +36,7 @@ static u32 ss_hash_seed __read_mostly;
 static atomic_t ss_npending;
 unsigned int ss_max_pending __read_mostly = 65536;
 
-int ss_pending_init(void)
+void ss_pending_init(void)
 {
 	int i;
 
@@ -48,7 +48,6 @@ int ss_pending_init(void)
 		spin_lock_init(&ss_pending[i].lock);
 		INIT_HLIST_HEAD(&ss_pending[i].head);
 	}
-	return 0;
 }
 
 static u32 ss_bucket_of(const struct ss_key *k)

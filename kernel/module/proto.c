@@ -27,11 +27,11 @@ int ss_family_of(struct sock *sk)
 /*
  * What a syscall uses while it moves bytes: the pair and which side it is.
  * Under the socket's lock the pair is alive: this side's ss_sock holds a
- * reference until its teardown, which needs that lock. A call that lets
- * the lock go (a sleep, a busy-poll) takes a reference of its own first,
- * so the rings outlive a teardown that runs meanwhile (a disconnect from
- * another thread, then the peer's close); the fast path takes none. The
- * ss_sock itself is not used once the call may have slept.
+ * reference until its teardown, which needs that lock. A call that sleeps
+ * (letting the lock go) takes a reference of its own first, so the rings
+ * outlive a teardown that runs meanwhile (a disconnect from another
+ * thread, then the peer's close); the fast path and busy-poll take none.
+ * The ss_sock itself is not used once the call may have slept.
  */
 struct ss_ctx {
 	struct ss_pair *p;
@@ -40,17 +40,25 @@ struct ss_ctx {
 	bool held;
 };
 
+static void ss_ctx_fill(struct ss_ctx *c, const struct ss_sock *ss, bool held)
+{
+	c->p = ss->pair;
+	c->side = ss->side;
+	c->busy_poll_us = ss->busy_poll_us;
+	c->held = held;
+}
+
 /* With the socket locked. */
 static bool ss_enter_locked(struct sock *sk, struct ss_ctx *c)
 {
 	struct ss_sock *ss = ss_of(sk);
 
-	if (!ss || ss->state != SP_PAIRED)
+	/* Acquire: pairs with the release in ss_pair_sock (softirq, under
+	 * the pending buckets' locks, not ours): pair is set.
+	 */
+	if (!ss || smp_load_acquire(&ss->state) != SP_PAIRED)
 		return false;
-	c->p = ss->pair;
-	c->side = ss->side;
-	c->busy_poll_us = ss->busy_poll_us;
-	c->held = false;
+	ss_ctx_fill(c, ss, false);
 	return true;
 }
 
@@ -74,10 +82,7 @@ static bool ss_enter(struct sock *sk, struct ss_ctx *c)
 	/* Pairs with the release in ss_pair_sock: pair is set. */
 	if (ss && smp_load_acquire(&ss->state) == SP_PAIRED &&
 	    refcount_inc_not_zero(&ss->pair->ref)) {
-		c->p = ss->pair;
-		c->side = ss->side;
-		c->busy_poll_us = ss->busy_poll_us;
-		c->held = true;
+		ss_ctx_fill(c, ss, true);
 		ok = true;
 	}
 	rcu_read_unlock();
@@ -348,15 +353,15 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 	struct ss_ctx c;
 	int ret;
 
-	rcu_read_lock();
-	ss = ss_of(sk);
-	if (ss && READ_ONCE(ss->state) == SP_PENDING)
-		ss_give_up(ss);
-	rcu_read_unlock();
 	/* The last byte of an urgent send is TCP's out-of-band byte: the rest
 	 * goes into the ring, the byte beside it.
 	 */
 	if ((msg->msg_flags & MSG_OOB) && len > 0) {
+		rcu_read_lock();
+		ss = ss_of(sk);
+		if (ss && READ_ONCE(ss->state) == SP_PENDING)
+			ss_give_up(ss);
+		rcu_read_unlock();
 		if (!ss_enter(sk, &c))
 			return tcp_prot.sendmsg(sk, msg, len);
 		if (ss_peer_gone(&c))
@@ -367,6 +372,10 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
 		return ret;
 	}
 	lock_sock(sk);
+	/* A pending socket that sends through TCP gives up for good. */
+	ss = ss_of(sk);
+	if (ss && READ_ONCE(ss->state) == SP_PENDING)
+		ss_give_up(ss);
 	if (!ss_enter_locked(sk, &c)) {
 		release_sock(sk);
 		return tcp_prot.sendmsg(sk, msg, len);

@@ -136,7 +136,7 @@ struct ss_sock *ss_of(const struct sock *sk);
 extern struct ss_sock ss_listener_mark;
 void ss_give_up(struct ss_sock *ss);
 void ss_pair_put(struct ss_pair *p);
-int ss_pending_init(void);
+void ss_pending_init(void);
 extern unsigned int ss_max_pending;
 
 /* proto.c: the overrides, one set per address family. */
