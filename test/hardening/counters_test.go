@@ -27,43 +27,16 @@ import (
 
 const h3ModDir = "/sys/module/" + sbpf.SpliceModule
 
-// h3Env is a splice network attached at node level (as the e2e suite's
-// stress tests make it), so this process's own sockets in the two
-// containers are spliced.
-type h3Env struct {
-	n        *testenv.Network
-	srv, cli *testenv.Container
-	addr     netip.Addr
-}
-
-// h3NewEnv makes the network and its two containers. Before the ADD it
-// opens a listener on 0.0.0.0:port in the server's netns for each of
-// prePorts: it predates the splice program's attach, so its connections
-// are never prepared and the client end of each waits pending for a peer
-// that never calls (a half-paired handshake).
-func h3NewEnv(t *testing.T, subnet string, plugin map[string]any, prePorts ...uint16) (*h3Env, map[uint16]*net.TCPListener) {
+// h3NewEnv is newEnv with listeners opened before the ADD (prePorts).
+func h3NewEnv(t *testing.T, subnet string, plugin map[string]any, prePorts ...uint16) (*env, map[uint16]*net.TCPListener) {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireSpliceModule(t)
-	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: subnet, PinDir: testenv.PinDir(t),
-		Plugin: plugin, NoCgroups: true})
-	e := &h3Env{n: n, srv: testenv.NewContainer(t, "hsrv"), cli: testenv.NewContainer(t, "hcli")}
-	pre := map[uint16]*net.TCPListener{}
-	for _, p := range prePorts {
-		pre[p] = e.srv.Listen(t, netip.AddrPortFrom(netip.IPv4Unspecified(), p))
-	}
-	for _, c := range []*testenv.Container{e.srv, e.cli} {
-		if _, err := n.AddNoCgroup(t, c); err != nil {
-			t.Fatalf("ADD: %v", err)
-		}
-	}
-	e.addr = e.srv.IP(n)
-	return e, pre
+	e := newEnv(t, subnet, plugin, prePorts...)
+	return e, e.pre
 }
 
 // dialAccept connects from the client container to ln and returns both
 // ends, closed at cleanup.
-func (e *h3Env) dialAccept(t *testing.T, ln *net.TCPListener, port uint16) (cli, srv *net.TCPConn) {
+func (e *env) dialAccept(t *testing.T, ln *net.TCPListener, port uint16) (cli, srv *net.TCPConn) {
 	t.Helper()
 	cli, err := e.cli.Dial(&net.TCPAddr{IP: e.addr.AsSlice(), Port: int(port)}, 10*time.Second)
 	if err != nil {
@@ -81,7 +54,7 @@ func (e *h3Env) dialAccept(t *testing.T, ln *net.TCPListener, port uint16) (cli,
 
 // pairedConn opens a connection from the client to a listener opened on
 // port after the attach, and fails unless the module paired it.
-func (e *h3Env) pairedConn(t *testing.T, port uint16) (cli, srv *net.TCPConn) {
+func (e *env) pairedConn(t *testing.T, port uint16) (cli, srv *net.TCPConn) {
 	t.Helper()
 	ln := e.srv.Listen(t, netip.AddrPortFrom(e.addr, port))
 	base := testenv.ModuleStats(t)

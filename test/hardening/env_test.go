@@ -24,15 +24,24 @@ type env struct {
 	net      *testenv.Network
 	srv, cli *testenv.Container
 	addr     netip.Addr
+	// Listeners on 0.0.0.0:port in the server's netns opened before the
+	// ADD, one per prePort: they predate the splice program's attach, so
+	// their connections are never prepared and the client end of each
+	// waits pending for a peer that never calls (a half-paired handshake).
+	pre map[uint16]*net.TCPListener
 }
 
-func newEnv(t *testing.T, subnet string, plugin map[string]any) *env {
+func newEnv(t *testing.T, subnet string, plugin map[string]any, prePorts ...uint16) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireSpliceModule(t)
 	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: subnet, PinDir: testenv.PinDir(t),
 		Plugin: plugin, NoCgroups: true})
-	e := &env{net: n, srv: testenv.NewContainer(t, "hsrv"), cli: testenv.NewContainer(t, "hcli")}
+	e := &env{net: n, srv: testenv.NewContainer(t, "hsrv"), cli: testenv.NewContainer(t, "hcli"),
+		pre: map[uint16]*net.TCPListener{}}
+	for _, p := range prePorts {
+		e.pre[p] = e.srv.Listen(t, netip.AddrPortFrom(netip.IPv4Unspecified(), p))
+	}
 	for _, c := range []*testenv.Container{e.srv, e.cli} {
 		if _, err := n.AddNoCgroup(t, c); err != nil {
 			t.Fatalf("ADD: %v", err)

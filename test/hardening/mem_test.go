@@ -380,7 +380,7 @@ func TestHardeningMemcgBoundsRing(t *testing.T) {
 // h3MemcgRun runs the writer and the reader of TestHardeningMemcgBoundsRing
 // in cgroups of their own under parent, on port; it checks the figures
 // only for a spliced port, and logs them for plain TCP.
-func h3MemcgRun(t *testing.T, e *h3Env, parent string, port uint16, spliced bool) {
+func h3MemcgRun(t *testing.T, e *env, parent string, port uint16, spliced bool) {
 	const conns, limit = 64, 32 << 20
 	wcg := testenv.Cgroup(t, filepath.Join(parent, fmt.Sprintf("writer%d", port)))
 	rcg := testenv.Cgroup(t, filepath.Join(parent, fmt.Sprintf("reader%d", port)))
