@@ -20,12 +20,7 @@ import (
 // syscalls (Go's own reads would poll instead of blocking in the kernel).
 func rawBlocking(t *testing.T, c *net.TCPConn) int {
 	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
+	fd := testenv.ConnFD(t, c)
 	if err := unix.SetNonblock(fd, false); err != nil {
 		t.Fatal(err)
 	}

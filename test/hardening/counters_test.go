@@ -66,16 +66,7 @@ func (e *env) pairedConn(t *testing.T, port uint16) (cli, srv *net.TCPConn) {
 }
 
 // h3Fd is c's descriptor (Go keeps it nonblocking).
-func h3Fd(t *testing.T, c *net.TCPConn) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
-	return fd
-}
+func h3Fd(t *testing.T, c *net.TCPConn) int { return testenv.ConnFD(t, c) }
 
 // h3Exchange sends n random bytes each way at once and checks that each
 // end got exactly what the other sent.

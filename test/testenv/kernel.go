@@ -19,6 +19,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ConnFD is c's own descriptor, as Go keeps it (nonblocking), for
+// syscalls beside Go's; it stays c's.
+func ConnFD(t T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	rc.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
 // RawFD takes a TCP connection away from Go's poller: it returns a
 // blocking descriptor of the same socket and closes c (the socket lives
 // on in the descriptor). The descriptor is closed at cleanup unless the
