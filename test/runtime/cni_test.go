@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,6 +140,35 @@ func (n *cniNet) portBytes(t *testing.T) uint64 {
 		sum += testenv.VethBytes(t, p)
 	}
 	return sum
+}
+
+// carriedBy runs an exchange of size bytes each way on n (xfer, which
+// checks every byte) and what carried it: with want "sockmap" socksplice
+// paired +2 and redirected exactly the payload while the veths carried
+// under 1 % of it; with want "off" paired +0 and the veths carried it
+// all; with want "" it only reports. It returns the line it logs.
+func carriedBy(t *testing.T, n *cniNet, size int64, want string, xfer func() (s, c testenv.XferResult, err error)) string {
+	t.Helper()
+	before, vb := readStatus(t, n.PinDir), n.portBytes(t)
+	s, c, err := xfer()
+	if err != nil {
+		t.Fatalf("exchange on %s: %v", n.Name, err)
+	}
+	d, veth := readStatus(t, n.PinDir).delta(before), n.portBytes(t)-vb
+	line := fmt.Sprintf("%s -> %s: %d MiB each way, sha256 intact; veths carried %d bytes; paired +%d, redirected +%d bytes in +%d messages",
+		c.Local, s.Local, size>>20, veth, d["paired"], d["redirectBytes"], d["redirectMsgs"])
+	t.Log(line)
+	switch want {
+	case "sockmap":
+		if d["paired"] != 2 || d["redirectBytes"] != uint64(2*size) || veth > uint64(size/100) {
+			t.Errorf("not carried by the fast path: want paired +2, redirected +%d bytes, veths < %d bytes", 2*size, size/100)
+		}
+	case "off":
+		if d["paired"] != 0 || veth < uint64(2*size) {
+			t.Errorf("want plain TCP: paired +0 and veths >= %d bytes", 2*size)
+		}
+	}
+	return line
 }
 
 func randSuffix() string {

@@ -176,35 +176,16 @@ func (p *podman) exec(name string) func(env []string) *exec.Cmd {
 	}
 }
 
-// exchange sends size bytes each way between a server in srv (port 8080)
-// and a client in cli, and checks what the fast path carried: every byte
-// intact, the veths far below the payload, socksplice paired +2 and
-// redirected exactly the payload (when want is "sockmap"), or paired +0
-// and the veths carrying it all (want "off").
+// exchange sends size bytes each way between a server in srv (port
+// 8080) and a client in cli, and checks what carried them (see
+// carriedBy).
 func (p *podman) exchange(t *testing.T, n *cniNet, srv, cli container, size int64, seed uint64, want string) string {
 	t.Helper()
-	before, vb := readStatus(t, n.PinDir), n.portBytes(t)
-	s, c, err := testenv.ExchangeCmd(t, p.exec(srv.Name), p.exec(cli.Name),
-		testenv.Xfer{Role: "server", Addr: "0.0.0.0:8080", Bytes: size, Seed: seed},
-		testenv.Xfer{Role: "client", Addr: srv.IP + ":8080", Bytes: size, Seed: seed + 1})
-	if err != nil {
-		t.Fatalf("%s <-> %s: %v", cli.Name, srv.Name, err)
-	}
-	d, veth := readStatus(t, n.PinDir).delta(before), n.portBytes(t)-vb
-	line := fmt.Sprintf("%s -> %s: %d MiB each way, sha256 intact; veths carried %d bytes; paired +%d, redirected +%d bytes in +%d messages",
-		c.Local, s.Local, size>>20, veth, d["paired"], d["redirectBytes"], d["redirectMsgs"])
-	t.Log(line)
-	switch want {
-	case "sockmap":
-		if d["paired"] != 2 || d["redirectBytes"] != uint64(2*size) || veth > uint64(size/100) {
-			t.Errorf("not carried by the fast path: want paired +2, redirected +%d bytes, veths < %d bytes", 2*size, size/100)
-		}
-	case "off":
-		if d["paired"] != 0 || veth < uint64(2*size) {
-			t.Errorf("want plain TCP: paired +0 and veths >= %d bytes", 2*size)
-		}
-	}
-	return line
+	return carriedBy(t, n, size, want, func() (s, c testenv.XferResult, err error) {
+		return testenv.ExchangeCmd(t, p.exec(srv.Name), p.exec(cli.Name),
+			testenv.Xfer{Role: "server", Addr: "0.0.0.0:8080", Bytes: size, Seed: seed},
+			testenv.Xfer{Role: "client", Addr: srv.IP + ":8080", Bytes: size, Seed: seed + 1})
+	})
 }
 
 // TestPodman runs two podman containers on a CNI network chained with
