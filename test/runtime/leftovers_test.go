@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // libcniCache is libcni's default cache directory (podman 4.3 and
@@ -96,6 +98,22 @@ func procStart(pid int) (start, state string) {
 	return "", ""
 }
 
+// awaitExit gives a process that is on its way out (podman's conmon runs
+// the container's cleanup after "podman rm" returned) a bounded while to
+// exit; one still there afterwards is a leftover.
+func awaitExit(pid int, start string) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone
+	}
+	defer unix.Close(fd)
+	if now, _ := procStart(pid); now != start {
+		return // the pid was reused
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	unix.Poll(fds, 30_000) // readable once it exited
+}
+
 // leftovers lists what is still there of the footprints and of the
 // network: attachments in socksplice status, netns (by path, and by
 // inode in any process), host veths, bridge ports, host-local leases,
@@ -125,6 +143,9 @@ func leftovers(t *testing.T, n *cniNet, fps ...footprint) []string {
 			}
 		}
 		for pid, start := range f.procs {
+			if start != "" {
+				awaitExit(pid, start)
+			}
 			if now, state := procStart(pid); start != "" && now == start && state != "Z" {
 				// A zombie holds nothing but its pid: podman's
 				// conmon double-forks, so init reaps it, when it gets
