@@ -78,7 +78,7 @@ func (o *Options) resync(onState func(State)) {
 		o.Logf("sync failed, retrying on the next change: %v", err)
 		return
 	}
-	if st.Written || !st.Chained {
+	if st.Written || !st.Chained || st.Reason != "" {
 		o.Logf("%s", st)
 	}
 	onState(st)
