@@ -50,7 +50,7 @@ func runChild() int {
 }
 
 type killEnv struct {
-	conf, bin, src                  string
+	conf, bin, src                   string
 	oldList, newList, oldBin, newBin []byte
 }
 
