@@ -114,6 +114,24 @@ func chain(name string, data []byte, entry map[string]any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// "type" first, where a reader looks for it (Marshal sorts the rest).
+	if t, ok := entry["type"].(string); ok {
+		rest := map[string]any{}
+		for k, v := range entry {
+			if k != "type" {
+				rest[k] = v
+			}
+		}
+		r, err := json.Marshal(rest)
+		if err != nil {
+			return nil, err
+		}
+		e = []byte(fmt.Sprintf(`{"type":%q`, t))
+		if len(r) > 2 {
+			e = append(e, ',')
+		}
+		e = append(e, r[1:]...)
+	}
 	b, err := json.Marshal(append(plugins, e))
 	if err != nil {
 		return nil, err
