@@ -41,6 +41,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(printStatus(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && nodeCommands[os.Args[1]] != nil {
+		os.Exit(nodeCommands[os.Args[1]](os.Args[2:]))
+	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    cmdAdd,
 		Del:    cmdDel,
