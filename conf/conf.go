@@ -59,8 +59,10 @@ const (
 // MinRingKiB, MaxRingKiB, MaxBusyPollUs and MaxPorts come from the ABI
 // header (limits_gen.go), where the module and the BPF programs read them.
 
-// SupportedVersions lists the cniVersion values accepted.
-var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
+// SupportedVersions lists the cniVersion values accepted. 0.3.x stays:
+// flannel, Calico and Cilium still ship their conflists at 0.3.1 (it has
+// ADD and DEL only; the CNI library refuses CHECK, GC and STATUS there).
+var SupportedVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 // RuntimeConfig holds the runtime-injected values socksplice uses. Runtimes
 // may inject other capability arguments; those are accepted and ignored.

@@ -60,6 +60,17 @@ func TestParseValid(t *testing.T) {
 		check func(t *testing.T, c *NetConf)
 	}{
 		{
+			// flannel, Calico and Cilium ship 0.3.1 conflists
+			name: "0.3.1 with bridge prevResult",
+			in:   `{"cniVersion":"0.3.1","name":"podnet","type":"socksplice","prevResult":` + strings.Replace(bridgePrev040, "0.4.0", "0.3.1", 1) + `}`,
+			check: func(t *testing.T, c *NetConf) {
+				r, ok := c.PrevResult.(*types040.Result)
+				if !ok || r.CNIVersion != "0.3.1" || len(r.IPs) != 1 {
+					t.Fatalf("PrevResult is %T %+v, want a 0.3.1 result with one IP", c.PrevResult, c.PrevResult)
+				}
+			},
+		},
+		{
 			name: "0.4.0 with bridge prevResult",
 			in:   `{"cniVersion":"0.4.0","name":"podnet","type":"socksplice","prevResult":` + bridgePrev040 + `}`,
 			check: func(t *testing.T, c *NetConf) {
@@ -249,7 +260,7 @@ func TestParseInvalid(t *testing.T) {
 
 		// cniVersion
 		{"cniVersion missing", `{"name":"n","type":"socksplice"}`, version, "cniVersion:", []string{"0.4.0", "1.0.0", "1.1.0"}},
-		{"cniVersion 0.3.1", `{"cniVersion":"0.3.1","name":"n","type":"socksplice"}`, version, "cniVersion:", []string{`"0.3.1"`, "0.4.0, 1.0.0, 1.1.0"}},
+		{"cniVersion 0.2.0", `{"cniVersion":"0.2.0","name":"n","type":"socksplice"}`, version, "cniVersion:", []string{`"0.2.0"`, "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"}},
 		{"cniVersion 2.0.0", `{"cniVersion":"2.0.0","name":"n","type":"socksplice"}`, version, "cniVersion:", nil},
 
 		// unknown fields
@@ -468,7 +479,7 @@ func TestPortSet(t *testing.T) {
 }
 
 func TestSupportedVersions(t *testing.T) {
-	if !slices.Equal(SupportedVersions, []string{"0.4.0", "1.0.0", "1.1.0"}) {
+	if !slices.Equal(SupportedVersions, []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}) {
 		t.Errorf("SupportedVersions = %v", SupportedVersions)
 	}
 }

@@ -156,7 +156,7 @@ func TestChainsCommonPrimaries(t *testing.T) {
 			if err := json.Unmarshal(data, &v); err != nil {
 				t.Fatal(err)
 			}
-			for _, version := range []string{v.CNIVersion, "1.0.0"} {
+			for _, version := range []string{v.CNIVersion, "1.0.0", "0.2.0"} {
 				o := testOptions(t)
 				p := filepath.Join(o.ConfDir, filepath.Base(f))
 				writeFile(t, p, withVersion(t, data, version))
@@ -165,11 +165,10 @@ func TestChainsCommonPrimaries(t *testing.T) {
 					t.Fatal(err)
 				}
 				own := filepath.Join(o.ConfDir, o.ConfName)
-				if version == "0.3.1" {
-					// Shipped that way by flannel, calico and cilium: the
-					// plugin would refuse every ADD, so nothing is chained.
-					if st.Chained || !strings.Contains(st.Reason, `cniVersion "0.3.1"`) {
-						t.Errorf("cniVersion 0.3.1: state %s, want not chained because of the version", st)
+				if version == "0.2.0" {
+					// The plugin would refuse every ADD: nothing is chained.
+					if st.Chained || !strings.Contains(st.Reason, `cniVersion "0.2.0"`) {
+						t.Errorf("cniVersion 0.2.0: state %s, want not chained because of the version", st)
 					}
 					if _, err := os.Stat(own); !os.IsNotExist(err) {
 						t.Errorf("%s exists (%v) though nothing can be chained", own, err)

@@ -368,3 +368,23 @@ func TestPodAnnotationMode(t *testing.T) {
 		t.Errorf("ADD with socksplice.io/mode=fast: %v; want an error naming the annotation", err)
 	}
 }
+
+// TestCNIVersion031: flannel, Calico and Cilium ship their conflists at
+// cniVersion 0.3.1; chained there, ADD pairs and DEL undoes it.
+func TestCNIVersion031(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.216.0.0/24", PinDir: testenv.PinDir(t), Version: "0.3.1", Plugin: map[string]any{"mode": "sockmap"}})
+	a, b := testenv.NewContainer(t, "a"), testenv.NewContainer(t, "b")
+	for _, c := range []*testenv.Container{a, b} {
+		if r := n.MustAdd(t, c); r == nil || len(r.IPs) == 0 {
+			t.Fatalf("ADD %s at 0.3.1: result %+v", c.ID, r)
+		}
+	}
+	sockmapExchange(t, "cniVersion 0.3.1", n, b, a, 5012, 4<<20, 520)
+	for _, c := range []*testenv.Container{a, b} {
+		if err := n.Del(t, c); err != nil {
+			t.Fatalf("DEL %s at 0.3.1: %v", c.ID, err)
+		}
+	}
+	assertNodeEmpty(t, n.PinDir, a, b)
+}

@@ -27,6 +27,7 @@ type NetOpts struct {
 	PinDir    string         // the socksplice plugin's pinDir
 	Plugin    map[string]any // socksplice plugin fields (mode, ports, ...)
 	NoCgroups bool           // do not declare the cgroupPath capability
+	Version   string         // cniVersion; 1.1.0 if empty
 }
 
 // Network is one conflist [bridge + host-local + socksplice].
@@ -58,8 +59,11 @@ func NewNetwork(t T, o NetOpts) *Network {
 	for k, v := range o.Plugin {
 		plugin[k] = v
 	}
+	if o.Version == "" {
+		o.Version = "1.1.0"
+	}
 	b, err := json.Marshal(map[string]any{
-		"cniVersion": "1.1.0",
+		"cniVersion": o.Version,
 		"name":       name,
 		"plugins": []any{
 			map[string]any{
