@@ -23,6 +23,7 @@ import (
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/notice"
 	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
@@ -39,6 +40,9 @@ func main() {
 	selftest.MaybeRunChild()
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(printStatus(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && nodeCommands[os.Args[1]] != nil {
+		os.Exit(nodeCommands[os.Args[1]](os.Args[2:]))
 	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    cmdAdd,
@@ -144,13 +148,24 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	// The runtime keeps the plugin's stderr in its log: the one place an
-	// operator sees why a container is not on the fast path.
+	// The runtime keeps the plugin's stderr in its log (podman does not):
+	// the system log also gets it, once per node and decision.
+	var weaker string
 	switch {
 	case d.Engine == engine.Off:
-		logf("network %s: mode %s runs plain TCP on this node: %s", c.Name, c.Mode, d.Reason)
+		weaker = fmt.Sprintf("network %s: mode %s (from %s) runs plain TCP on this node: %s", c.Name, c.Mode, c.ModeFrom, d.Reason)
 	case d.Engine != engine.Splice && c.Mode == conf.ModeAuto:
-		logf("network %s: mode auto uses the %s engine on this node: %s", c.Name, d.Engine, d.Reason)
+		weaker = fmt.Sprintf("network %s: mode auto (from %s) uses the %s engine on this node: %s", c.Name, c.ModeFrom, d.Engine, d.Reason)
+	}
+	if weaker != "" {
+		logf("%s", weaker)
+		if first, err := engine.FirstNotice(o, string(c.Mode), d); err != nil {
+			logf("remembering the notice: %v", err)
+		} else if first {
+			if _, err := notice.Log(weaker); err != nil {
+				logf("system log: %v", err)
+			}
+		}
 	}
 	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
@@ -165,18 +180,30 @@ func cmdAdd(args *skel.CmdArgs) error {
 }
 
 // cmdDel undoes ADD whatever the mode says now (it may have changed since),
-// and succeeds when there is nothing to undo.
+// and always succeeds: a DEL that fails stops the chain, and the primary
+// plugin would never release the container's address. A config that no
+// longer parses still names the network and pins to clean (conf.DelTarget);
+// whatever cannot be undone is logged, and GC reclaims it later.
 func cmdDel(args *skel.CmdArgs) error {
-	c, _, err := parse(args, false)
-	if err != nil {
-		return err
+	var name, pinDir string
+	if c, err := conf.Parse(args.StdinData); err == nil {
+		name, pinDir = c.Name, c.PinDir
+	} else {
+		name, pinDir = conf.DelTarget(args.StdinData)
+		logf("DEL of container %s: the config is invalid (%v); removing what ADD recorded for it anyway (network %q, pinDir %s)",
+			args.ContainerID, err, name, pinDir)
 	}
-	return withPinned(c.PinDir, true, func(o *node.Objects) error {
-		if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
-			return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
+	err := withPinned(pinDir, true, func(o *node.Objects) error {
+		if name == "" {
+			_, err := enroll.RemoveContainer(o, args.ContainerID, args.IfName)
+			return err
 		}
-		return nil
+		return enroll.Remove(o, name, args.ContainerID, args.IfName)
 	})
+	if err != nil {
+		logf("DEL of container %s: not everything could be undone (left for GC): %v", args.ContainerID, err)
+	}
+	return nil
 }
 
 // withPinned runs fn on the node's pinned objects, for the commands that
