@@ -38,7 +38,7 @@ type cniNet struct {
 // never remove it).
 func newCNINet(t *testing.T, prefix, subnet string, plugin map[string]any) *cniNet {
 	t.Helper()
-	sfx := randSuffix()
+	sfx := nameSuffix()
 	n := &cniNet{
 		Name:    prefix + "-" + sfx,
 		Bridge:  "ssrt" + sfx,
@@ -171,7 +171,7 @@ func carriedBy(t *testing.T, n *cniNet, size int64, want string, xfer func() (s,
 	return line
 }
 
-func randSuffix() string {
+func nameSuffix() string {
 	b := make([]byte, 3)
 	rand.Read(b)
 	return hex.EncodeToString(b)

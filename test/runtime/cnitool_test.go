@@ -137,7 +137,7 @@ func TestCnitool(t *testing.T) {
 	// Stale: netns gone without a DEL, as after a runtime crash.
 	var stale []footprint
 	for i := 1; i <= 2; i++ {
-		name := fmt.Sprintf("ssstale%d-%s", i, randSuffix())
+		name := fmt.Sprintf("ssstale%d-%s", i, nameSuffix())
 		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 			t.Fatalf("ip netns add: %v %s", err, out)
 		}

@@ -16,13 +16,13 @@ import (
 	"testing"
 )
 
-// helperPath is where busyboxRootfs puts the helper binary (./helper, the
-// testenv helper roles such as xfer) inside the root filesystem.
-const helperPath = "/helper"
+// helperPath is where busyboxRootfs puts ./boxtool, which runs testenv's
+// helper roles (such as xfer), inside the root filesystem.
+const helperPath = "/boxtool"
 
 // busyboxRootfs returns a new root filesystem in a temporary directory:
 // busybox-static with a few applets linked (sh, sleep, cat, ls, ip) and
-// the static helper binary at helperPath. It skips when busybox is not
+// the static boxtool at helperPath. It skips when busybox is not
 // the static build (package busybox-static).
 func busyboxRootfs(t *testing.T) string {
 	t.Helper()
@@ -46,11 +46,11 @@ func busyboxRootfs(t *testing.T) string {
 	return root
 }
 
-// buildHelper builds ./helper static (no libc in the container) to dst.
+// buildHelper builds ./boxtool static (no libc in the container) to dst.
 func buildHelper(t *testing.T, dst string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", dst, "./helper")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", dst, "./boxtool")
 	cmd.Dir = filepath.Dir(file)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

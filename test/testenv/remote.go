@@ -9,23 +9,12 @@ package testenv
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 )
-
-// HelperEnv is the environment (NAME=value pairs) that makes a binary
-// calling HelperMain run role with spec.
-func HelperEnv(role string, spec any) ([]string, error) {
-	b, err := json.Marshal(spec)
-	if err != nil {
-		return nil, err
-	}
-	return []string{roleEnv + "=" + role, specEnv + "=" + string(b)}, nil
-}
 
 // StartHelperCmd starts cmd, which runs a helper somewhere the test binary
 // cannot go itself, and reads its report like StartHelper's. When ready
