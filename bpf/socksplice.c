@@ -45,9 +45,9 @@ static __always_inline void pair(struct bpf_sock_ops *skops)
 	/* NOEXIST: a socket seen by programs on two cgroup levels counts once. */
 	err = bpf_sock_hash_update(skops, &pairs, &key, BPF_NOEXIST);
 	if (err == 0)
-		count(paired, 1);
+		count_ns(f.nc, paired);
 	else if (err != -EEXIST)
-		count(insert_failures, 1);
+		count_ns(f.nc, insert_failures);
 }
 
 SEC("sockops")

@@ -19,6 +19,7 @@ const (
 	SockspliceMapDomainAddrs        = "domain_addrs"
 	SockspliceMapEnroll             = "enroll"
 	SockspliceMapLocalAddrs         = "local_addrs"
+	SockspliceMapNsCounters         = "ns_counters"
 	SockspliceMapPairs              = "pairs"
 	SockspliceProgSockspliceMsg     = "socksplice_msg"
 	SockspliceProgSockspliceSockops = "socksplice_sockops"
@@ -78,6 +79,7 @@ type SockspliceMapSpecs struct {
 	DomainAddrs *ebpf.MapSpec `ebpf:"domain_addrs"`
 	Enroll      *ebpf.MapSpec `ebpf:"enroll"`
 	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
+	NsCounters  *ebpf.MapSpec `ebpf:"ns_counters"`
 	Pairs       *ebpf.MapSpec `ebpf:"pairs"`
 }
 
@@ -111,6 +113,7 @@ type SockspliceMaps struct {
 	DomainAddrs *ebpf.Map `ebpf:"domain_addrs"`
 	Enroll      *ebpf.Map `ebpf:"enroll"`
 	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
+	NsCounters  *ebpf.Map `ebpf:"ns_counters"`
 	Pairs       *ebpf.Map `ebpf:"pairs"`
 }
 
@@ -119,6 +122,7 @@ func (m *SockspliceMaps) Close() error {
 		m.DomainAddrs,
 		m.Enroll,
 		m.LocalAddrs,
+		m.NsCounters,
 		m.Pairs,
 	)
 }

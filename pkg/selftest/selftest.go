@@ -28,6 +28,7 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -137,10 +138,19 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	if err != nil {
 		return nil, fmt.Errorf("self-test child: bad netns cookie %q", cookieStr)
 	}
-	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+	// Its own counters entry, retired under counters.SelfTest afterwards:
+	// the self-test's connections count in no container or network.
+	if err := counters.StartNS(o, cookie); err != nil {
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
-	defer o.Enroll.Delete(cookie)
+	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+		counters.Retire(o, cookie, counters.SelfTest)
+		return nil, fmt.Errorf("self-test enroll: %w", err)
+	}
+	defer func() {
+		o.Enroll.Delete(cookie)
+		counters.Retire(o, cookie, counters.SelfTest)
+	}()
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		return nil, err
 	}
