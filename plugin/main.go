@@ -7,11 +7,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -19,11 +23,12 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/socksplice/socksplice/conf"
-	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/agent"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
+	"github.com/socksplice/socksplice/pkg/status"
 )
 
 // Plugin-specific CNI error codes (100 and up are ours).
@@ -39,6 +44,9 @@ func main() {
 	selftest.MaybeRunChild()
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		os.Exit(printStatus(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		os.Exit(runAgent(os.Args[2:]))
 	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    cmdAdd,
@@ -254,12 +262,23 @@ func cmdStatus(args *skel.CmdArgs) error {
 	return nil
 }
 
-// printStatus serves operators ("socksplice status [pinDir]"): the node's
-// stamp, the cached auto verdict, enrolled attachments and counters, as JSON.
+// printStatus serves operators ("socksplice status [--human] [pinDir]"):
+// the node's stamp, the cached auto verdicts, every attachment with its
+// container's counters, per-network sums, the self-test's counters apart
+// and the node-wide ones; JSON unless --human.
 func printStatus(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	human := fs.Bool("human", false, "print tables for people instead of JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: socksplice status [--human] [pinDir]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
 	dir := conf.DefaultPinDir
-	if len(args) > 0 {
-		dir = args[0]
+	if fs.NArg() > 0 {
+		dir = fs.Arg(0)
 	}
 	o, err := node.Open(dir)
 	if err != nil {
@@ -267,60 +286,44 @@ func printStatus(args []string) int {
 		return 1
 	}
 	defer o.Close()
-	meta, err := o.ReadMeta()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: reading metadata: %v\n", err)
-		return 1
-	}
-	f := engine.Probe()
-	verdicts, err := engine.Cached(o, f.Kernel)
+	st, err := status.Collect(o, engine.Probe())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
 		return 1
 	}
-	recs, err := enroll.Records(o)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: reading attachments: %v\n", err)
-		return 1
-	}
-	ctr, err := counters.Read(o.Counters)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
-		return 1
-	}
-	type attachment struct {
-		Network, ContainerID, IfName string
-		NetnsCookie                  uint64
-		Engine                       string
-	}
-	type metadata struct {
-		node.Meta
-		engine.Verdicts // those that still hold
-	}
-	out := struct {
-		PinDir        string          `json:"pinDir"`
-		Meta          metadata        `json:"meta"`
-		SpliceProgram bool            `json:"spliceProgram"` // the splice engine's program is pinned
-		Attachments   []attachment    `json:"attachments"`
-		Counters      counters.Totals `json:"counters"`
-		Kernel        engine.Features `json:"kernel"`
-		// Why mode auto cannot pick the splice engine here (and mode
-		// splice fails ADD): empty where it can.
-		SpliceUnavailable string `json:"spliceUnavailable,omitempty"`
-	}{PinDir: dir, Meta: metadata{meta, verdicts}, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: f, Attachments: []attachment{}}
-	var unavail *engine.ErrUnavailable
-	if _, err := engine.Decide(engine.Splice, f, o, ""); errors.As(err, &unavail) {
-		out.SpliceUnavailable = unavail.Why
-	}
-	for k, r := range recs {
-		a := attachment{NetnsCookie: r.Netns, Engine: r.Engine()}
-		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
-		out.Attachments = append(out.Attachments, a)
+	if *human {
+		if err := st.WriteTable(os.Stdout); err != nil {
+			return 1
+		}
+		return 0
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(out); err != nil {
+	if err := enc.Encode(st); err != nil {
 		return 1
 	}
+	return 0
+}
+
+// runAgent is "socksplice agent [--listen ADDR] [--pin-dir DIR]", the
+// DaemonSet's main process: metrics, /readyz and /healthz until SIGTERM.
+func runAgent(args []string) int {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	listen := fs.String("listen", agent.DefaultListen, "address to serve /metrics, /readyz and /healthz on")
+	pinDir := fs.String("pin-dir", conf.DefaultPinDir, "the node's pin directory (the networks' pinDir)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "socksplice agent: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := agent.Run(ctx, agent.Options{Listen: *listen, PinDir: *pinDir, Version: buildVersion, Logf: logf}); err != nil {
+		logf("agent: %v", err)
+		return 1
+	}
+	logf("agent: stopped")
 	return 0
 }
