@@ -42,20 +42,22 @@ const (
 )
 
 type AbiSsCounters struct {
-	_                 structs.HostLayout
-	Paired            uint64
-	RedirectMsgs      uint64
-	RedirectBytes     uint64
-	LookupMiss        uint64
-	TcpMsgs           uint64
-	NoPeer            uint64
-	PolicyRefused     uint64
-	InsertFailures    uint64
-	SplicePaired      uint64
-	SpliceRefused     uint64
-	SpliceListenFail  uint64
-	SpliceAbiMismatch uint64
-	Mptcp             uint64
+	_                     structs.HostLayout
+	Paired                uint64
+	RedirectMsgs          uint64
+	RedirectBytes         uint64
+	LookupMiss            uint64
+	TcpMsgs               uint64
+	NoPeer                uint64
+	PolicyRefused         uint64
+	InsertFailures        uint64
+	SplicePaired          uint64
+	SpliceRefused         uint64
+	SpliceListenFail      uint64
+	SpliceAbiMismatch     uint64
+	Mptcp                 uint64
+	SelftestRedirectMsgs  uint64
+	SelftestRedirectBytes uint64
 }
 
 type AbiSsDomainKey struct {

@@ -24,6 +24,7 @@ const (
 	SockspliceProgSockspliceMsg     = "socksplice_msg"
 	SockspliceProgSockspliceSockops = "socksplice_sockops"
 	SockspliceVarCounters           = "counters"
+	SockspliceVarSelftestNetns      = "selftest_netns"
 )
 
 // LoadSocksplice returns the embedded CollectionSpec for Socksplice.
@@ -87,7 +88,8 @@ type SockspliceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SockspliceVariableSpecs struct {
-	Counters *ebpf.VariableSpec `ebpf:"counters"`
+	Counters      *ebpf.VariableSpec `ebpf:"counters"`
+	SelftestNetns *ebpf.VariableSpec `ebpf:"selftest_netns"`
 }
 
 // SockspliceObjects contains all objects after they have been loaded into the kernel.
@@ -131,7 +133,8 @@ func (m *SockspliceMaps) Close() error {
 //
 // It can be passed to LoadSockspliceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SockspliceVariables struct {
-	Counters *ebpf.Variable `ebpf:"counters"`
+	Counters      *ebpf.Variable `ebpf:"counters"`
+	SelftestNetns *ebpf.Variable `ebpf:"selftest_netns"`
 }
 
 // SocksplicePrograms contains all programs after they have been loaded into the kernel.

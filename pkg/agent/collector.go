@@ -38,11 +38,12 @@ var (
 	descSelfPaired   = desc("selftest_paired_total", "Sockets the self-test paired (counted in no network).")
 	descSelfFallback = desc("selftest_fallback_total", "The self-test's sockets left on TCP, by reason.", "reason")
 	descBytes        = desc("redirected_bytes_total",
-		"Payload bytes moved off TCP, node-wide (self-test included): sk_msg redirects (sockmap), the module's rings (splice).",
+		"Payload bytes moved off TCP, node-wide: sk_msg redirects (sockmap, the self-test's excluded), the module's rings (splice, the self-test's included).",
 		"engine")
-	descMsgs = desc("redirected_messages_total", "Messages the sockmap engine redirected, node-wide (self-test included).",
+	descMsgs = desc("redirected_messages_total", "Messages the sockmap engine redirected, node-wide (the self-test's excluded).",
 		"engine")
-	descNode = desc("node_events_total",
+	descSelfBytes = desc("selftest_redirected_bytes_total", "Payload bytes the sockmap self-test's connections redirected.", "engine")
+	descNode      = desc("node_events_total",
 		"Every node-wide BPF counter (struct ss_counters), all engines, containers and self-test together.", "counter")
 	descModule      = desc("module_events_total", "The splice module's counters (/sys/module/socksplice/counters).", "counter")
 	descModuleGauge = desc("module_live", "The splice module's gauges (live_*).", "gauge")
@@ -56,7 +57,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descPins, descPaired, descFallback, descAttach,
-		descSelfPaired, descSelfFallback, descBytes, descMsgs, descNode, descModule, descModuleGauge} {
+		descSelfPaired, descSelfFallback, descSelfBytes, descBytes, descMsgs, descNode, descModule, descModuleGauge} {
 		ch <- d
 	}
 }
@@ -103,6 +104,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descBytes, st.Counters.RedirectBytes, engine.Sockmap)
 	counter(descMsgs, st.Counters.RedirectMsgs, engine.Sockmap)
+	counter(descSelfBytes, st.Counters.SelftestRedirectBytes, engine.Sockmap)
 	for name, v := range st.Counters.Fields() {
 		counter(descNode, v, name)
 	}

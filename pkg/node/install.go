@@ -47,11 +47,13 @@ const (
 
 // Pin names that differ from the objects' own names.
 const (
-	countersPin   = "counters" // the objects' .bss
-	nsCountersPin = sbpf.SockspliceMapNsCounters
-	sockopsPin    = "sockops"
-	msgPin        = "msg"
-	splicePin     = "splice"
+	countersPin     = "counters" // the objects' .bss
+	nsCountersPin   = sbpf.SockspliceMapNsCounters
+	selfTestPin     = "selftest"
+	selfTestSection = ".data.selftest"
+	sockopsPin      = "sockops"
+	msgPin          = "msg"
+	splicePin       = "splice"
 )
 
 func progPin(dir, name string) string { return filepath.Join(dir, ProgsDir, name) }
@@ -66,20 +68,28 @@ func progPin(dir, name string) string { return filepath.Join(dir, ProgsDir, name
 // not; so the .bss is pinned as "counters", keeps the flag its pins have
 // always had, and has no contents to write: a fresh array is zero anyway.
 //
+// socksplice.o's .data.selftest (the self-test's netns cookie) is pinned
+// as "selftest" the same way, so that the self-test of a later run can set
+// it; zero on a fresh load, no self-test running.
+//
 // Other data sections (splice.o's .rodata: the ABI version it was built
 // with) belong to their object alone and are not pinned.
 func pinMaps(spec *ebpf.CollectionSpec) {
 	for name, m := range spec.Maps {
-		if strings.HasPrefix(name, ".") && name != ".bss" {
+		if strings.HasPrefix(name, ".") && name != ".bss" && name != selfTestSection {
 			continue
 		}
 		m.Pinning = ebpf.PinByName
-		if name != ".bss" {
+		switch name {
+		case ".bss":
+			m.Name = countersPin
+			if features.HaveMapFlag(features.BPF_F_MMAPABLE) == nil {
+				m.Flags |= unix.BPF_F_MMAPABLE
+			}
+		case selfTestSection:
+			m.Name = selfTestPin
+		default:
 			continue
-		}
-		m.Name = countersPin
-		if features.HaveMapFlag(features.BPF_F_MMAPABLE) == nil {
-			m.Flags |= unix.BPF_F_MMAPABLE
 		}
 		m.Contents = nil
 		for v, vs := range spec.Variables {
@@ -174,6 +184,7 @@ func install(dir string) (*Objects, error) {
 	o.DomainAddrs = coll.DetachMap("domain_addrs")
 	o.Counters = coll.DetachMap(".bss")
 	o.NsCounters = coll.DetachMap(nsCountersPin)
+	o.SelfTestNetns = coll.DetachMap(selfTestSection)
 	o.SockOps = coll.DetachProgram(sbpf.SockspliceProgSockspliceSockops)
 	o.Msg = coll.DetachProgram(sbpf.SockspliceProgSockspliceMsg)
 

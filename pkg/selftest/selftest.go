@@ -140,17 +140,24 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	}
 	// Its own counters entry, retired under counters.SelfTest afterwards:
 	// the self-test's connections count in no container or network.
+	// Its redirected messages count apart too (node-wide counters).
+	done := func() {
+		o.Enroll.Delete(cookie)
+		o.MarkSelfTest(0)
+		counters.Retire(o, cookie, counters.SelfTest)
+	}
 	if err := counters.StartNS(o, cookie); err != nil {
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
-	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
-		counters.Retire(o, cookie, counters.SelfTest)
+	if err := o.MarkSelfTest(cookie); err != nil {
+		done()
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
-	defer func() {
-		o.Enroll.Delete(cookie)
-		counters.Retire(o, cookie, counters.SelfTest)
-	}()
+	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+		done()
+		return nil, fmt.Errorf("self-test enroll: %w", err)
+	}
+	defer done()
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		return nil, err
 	}

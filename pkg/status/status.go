@@ -66,9 +66,11 @@ type Status struct {
 	// SelfTest: the self-test's own connections (every run on this
 	// node), which count in no attachment or network.
 	SelfTest counters.NS `json:"selfTest"`
-	// Counters are node-wide: every engine, container and the self-test.
-	// Only here: what is counted per message (redirected messages and
-	// bytes, tcpMsgs, lookupMiss).
+	// Counters are node-wide: every engine and container, and the
+	// self-test, except that the self-test's redirected messages and
+	// bytes are in selftestRedirect* instead of redirect*. Only here:
+	// what is counted per message (redirected messages and bytes,
+	// tcpMsgs, lookupMiss).
 	Counters counters.Totals `json:"counters"`
 	Kernel   engine.Features `json:"kernel"`
 	// Why mode auto cannot pick the splice engine here (and mode
@@ -200,8 +202,10 @@ func (s *Status) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "(self-test)\t\t%d\t%s\n", s.SelfTest.Paired, fallbacks(s.SelfTest))
 	c := s.Counters
-	fmt.Fprintf(tw, "\nnode-wide, self-test included: paired %d (splice %d), redirected %d bytes in %d messages (sockmap), tcpMsgs %d, lookupMiss %d\n",
-		c.Paired, c.SplicePaired, c.RedirectBytes, c.RedirectMsgs, c.TcpMsgs, c.LookupMiss)
+	fmt.Fprintf(tw, "\nnode-wide, self-test included: paired %d (splice %d), tcpMsgs %d, lookupMiss %d\n",
+		c.Paired, c.SplicePaired, c.TcpMsgs, c.LookupMiss)
+	fmt.Fprintf(tw, "sockmap redirected %d bytes in %d messages; the self-test %d bytes in %d messages\n",
+		c.RedirectBytes, c.RedirectMsgs, c.SelftestRedirectBytes, c.SelftestRedirectMsgs)
 	return tw.Flush()
 }
 

@@ -131,6 +131,13 @@ func TestPerContainerCounters(t *testing.T) {
 	if got, want := st.Counters.PolicyRefused, net.Counters.PolicyRefused+st.SelfTest.PolicyRefused; got != want {
 		t.Errorf("node-wide policyRefused %d, want %d", got, want)
 	}
+	// Redirected bytes are counted per message, node-wide only: the
+	// containers' exactly, the self-test's apart.
+	if st.Counters.RedirectBytes != 2*size || st.Counters.SelftestRedirectBytes == 0 ||
+		st.Counters.SelftestRedirectBytes != before.Counters.SelftestRedirectBytes {
+		t.Errorf("node-wide redirected %d B, self-test %d B (before the traffic %d B); want exactly %d B and the self-test's apart, unchanged",
+			st.Counters.RedirectBytes, st.Counters.SelftestRedirectBytes, before.Counters.SelftestRedirectBytes, 2*size)
+	}
 
 	checkMetrics(t, pin, n.Name, st)
 
@@ -251,6 +258,7 @@ func checkMetrics(t *testing.T, pin, network string, st status.Status) {
 		{"socksplice_attachments", []string{"network", network, "engine", "sockmap"}, 3},
 		{"socksplice_selftest_paired_total", nil, st.SelfTest.Paired},
 		{"socksplice_redirected_bytes_total", []string{"engine", "sockmap"}, st.Counters.RedirectBytes},
+		{"socksplice_selftest_redirected_bytes_total", []string{"engine", "sockmap"}, st.Counters.SelftestRedirectBytes},
 		{"socksplice_node_events_total", []string{"counter", "paired"}, st.Counters.Paired},
 		{"socksplice_pins_loaded", nil, 1},
 	} {

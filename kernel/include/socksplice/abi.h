@@ -126,6 +126,9 @@ struct ss_counters {
 	__u64 splice_listen_fail; /* a listener could not be prepared */
 	__u64 splice_abi_mismatch; /* the module has another SS_ABI_VERSION */
 	__u64 mptcp;		/* an MPTCP subflow or listener: stays TCP */
+	/* The self-test's messages, counted here instead of redirect_*. */
+	__u64 selftest_redirect_msgs;
+	__u64 selftest_redirect_bytes;
 };
 
 /*
