@@ -114,12 +114,18 @@ func retiredKey(name string) [32]byte {
 
 // Retire adds a netns's counters to those retired under name (its
 // network, or SelfTest) and drops its entry, so that per-network totals
-// never go down when a container leaves. Call it once the netns is no
-// longer enrolled: the programs count only for enrolled netns.
-func Retire(o *node.Objects, cookie uint64, name string) error {
+// never go down when a container leaves. The entry goes even when adding
+// fails (the error says so). Call it once the netns is no longer
+// enrolled: the programs count only for enrolled netns.
+func Retire(o *node.Objects, cookie uint64, name string) (err error) {
 	if o.NsCounters == nil || o.Retired == nil {
 		return nil
 	}
+	defer func() {
+		if derr := o.NsCounters.Delete(cookie); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
+			err = errors.Join(err, fmt.Errorf("counters of netns %d: %w", cookie, derr))
+		}
+	}()
 	if len(name) > node.RetiredNameSize {
 		name = name[:node.RetiredNameSize]
 	}
@@ -131,7 +137,7 @@ func Retire(o *node.Objects, cookie uint64, name string) error {
 	}
 	key := retiredKey(name)
 	buf := make([]byte, node.RetiredValueSize)
-	err := o.Retired.Lookup(key, &buf)
+	err = o.Retired.Lookup(key, &buf)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("retired counters of %q: %w", name, err)
 	}
@@ -142,9 +148,6 @@ func Retire(o *node.Objects, cookie uint64, name string) error {
 	}
 	if err := o.Retired.Update(key, buf, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("retired counters of %q: %w", name, err)
-	}
-	if err := o.NsCounters.Delete(cookie); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("counters of netns %d: %w", cookie, err)
 	}
 	return nil
 }

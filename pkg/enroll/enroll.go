@@ -255,8 +255,10 @@ func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifnam
 	} else if !slices.ContainsFunc(slices.Collect(maps.Values(recs)), func(r Record) bool {
 		return r.Netns == rec.Netns && r.Flags&RecordOff == 0
 	}) {
-		errs = append(errs, ignoreMissing(o.Enroll.Delete(rec.Netns)),
-			counters.Retire(o, rec.Netns, network))
+		errs = append(errs, ignoreMissing(o.Enroll.Delete(rec.Netns)))
+		// Losing a container's counts is not worth failing DEL (and the
+		// chain's DEL after it) for: Retire drops the entry regardless.
+		_ = counters.Retire(o, rec.Netns, network)
 	}
 	return errors.Join(errs...)
 }
