@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -67,7 +69,8 @@ func New(opts Options) *Agent {
 		opts.ModuleCounters = moduleCountersDir
 	}
 	a := &Agent{opts: opts, reg: prometheus.NewRegistry()}
-	a.reg.MustRegister(&collector{pinDir: opts.PinDir, version: opts.Version, moduleDir: opts.ModuleCounters})
+	a.reg.MustRegister(&collector{pinDir: opts.PinDir, version: opts.Version, moduleDir: opts.ModuleCounters,
+		probe: sync.OnceValue(engine.Probe)})
 	if Install == nil {
 		a.installed.Store(true)
 	}

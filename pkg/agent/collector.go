@@ -53,6 +53,9 @@ var (
 // scrape shows what the maps hold at that moment.
 type collector struct {
 	pinDir, version, moduleDir string
+	// The kernel probe (25-30 ms: it parses kernel BTF), once: no series
+	// depends on it, only status fields the metrics do not export.
+	probe func() engine.Features
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -77,7 +80,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	defer o.Close()
 	ch <- prometheus.MustNewConstMetric(descPins, prometheus.GaugeValue, 1)
-	st, err := status.Collect(o, engine.Probe())
+	st, err := status.Collect(o, c.probe())
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descPaired, err)
 		return
