@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,6 +141,16 @@ func TestPerContainerCounters(t *testing.T) {
 	}
 
 	checkMetrics(t, pin, n.Name, st)
+
+	// The tables say the same.
+	out, err := exec.Command(testenv.PluginBinary(t), "status", "--human", pin).Output()
+	if err != nil {
+		t.Fatalf("socksplice status --human: %v", err)
+	}
+	wantRow := strings.Join([]string{n.Name, a.ID, "eth0", "sockmap", "1", "policy_refused=2"}, " ")
+	if !slices.ContainsFunc(strings.Split(string(out), "\n"), func(l string) bool { return strings.Join(strings.Fields(l), " ") == wantRow }) {
+		t.Errorf("status --human has no row %q:\n%s", wantRow, out)
+	}
 
 	// The network keeps what a deleted container counted.
 	if err := n.Del(t, b); err != nil {
