@@ -122,6 +122,9 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Unmarked only once the child is gone (deferred before its Wait):
+	// none of its messages may count as a container's.
+	defer o.MarkSelfTest(0)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("self-test child: %w", err)
 	}
@@ -143,7 +146,6 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	// Its redirected messages count apart too (node-wide counters).
 	done := func() {
 		o.Enroll.Delete(cookie)
-		o.MarkSelfTest(0)
 		counters.Retire(o, cookie, counters.SelfTest)
 	}
 	if err := counters.StartNS(o, cookie); err != nil {
