@@ -7,7 +7,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,7 +18,6 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/socksplice/socksplice/conf"
-	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
@@ -38,9 +36,6 @@ var buildVersion = "dev"
 
 func main() {
 	selftest.MaybeRunChild()
-	if len(os.Args) > 1 && os.Args[1] == "status" {
-		os.Exit(printStatus(os.Args[2:]))
-	}
 	if len(os.Args) > 1 && nodeCommands[os.Args[1]] != nil {
 		os.Exit(nodeCommands[os.Args[1]](os.Args[2:]))
 	}
@@ -279,75 +274,4 @@ func cmdStatus(args *skel.CmdArgs) error {
 		}
 	}
 	return nil
-}
-
-// printStatus serves operators ("socksplice status [pinDir]"): the node's
-// stamp, the cached auto verdict, enrolled attachments and counters, as JSON.
-func printStatus(args []string) int {
-	dir := conf.DefaultPinDir
-	if len(args) > 0 {
-		dir = args[0]
-	}
-	o, err := node.Open(dir)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %s: %v\n", dir, err)
-		return 1
-	}
-	defer o.Close()
-	meta, err := o.ReadMeta()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: reading metadata: %v\n", err)
-		return 1
-	}
-	f := engine.Probe()
-	verdicts, err := engine.Cached(o, f.Kernel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
-		return 1
-	}
-	recs, err := enroll.Records(o)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: reading attachments: %v\n", err)
-		return 1
-	}
-	ctr, err := counters.Read(o.Counters)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
-		return 1
-	}
-	type attachment struct {
-		Network, ContainerID, IfName string
-		NetnsCookie                  uint64
-		Engine                       string
-	}
-	type metadata struct {
-		node.Meta
-		engine.Verdicts // those that still hold
-	}
-	out := struct {
-		PinDir        string          `json:"pinDir"`
-		Meta          metadata        `json:"meta"`
-		SpliceProgram bool            `json:"spliceProgram"` // the splice engine's program is pinned
-		Attachments   []attachment    `json:"attachments"`
-		Counters      counters.Totals `json:"counters"`
-		Kernel        engine.Features `json:"kernel"`
-		// Why mode auto cannot pick the splice engine here (and mode
-		// splice fails ADD): empty where it can.
-		SpliceUnavailable string `json:"spliceUnavailable,omitempty"`
-	}{PinDir: dir, Meta: metadata{meta, verdicts}, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: f, Attachments: []attachment{}}
-	var unavail *engine.ErrUnavailable
-	if _, err := engine.Decide(engine.Splice, f, o, ""); errors.As(err, &unavail) {
-		out.SpliceUnavailable = unavail.Why
-	}
-	for k, r := range recs {
-		a := attachment{NetnsCookie: r.Netns, Engine: r.Engine()}
-		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
-		out.Attachments = append(out.Attachments, a)
-	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(out); err != nil {
-		return 1
-	}
-	return 0
 }

@@ -24,6 +24,7 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
@@ -154,6 +155,11 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	if err = putRecord(o, key, &rec); err != nil {
 		return fmt.Errorf("storing attachment record: %w", err)
 	}
+	// The counters first: the programs count for a netns from the moment
+	// it is enrolled.
+	if err = counters.StartNS(o, cookie); err != nil {
+		return err
+	}
 	pol := policyValue(a.Policy, splice)
 	if err = o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("enrolling netns: %w", err)
@@ -279,6 +285,9 @@ func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifnam
 		return r.Netns == rec.Netns && r.Flags&RecordOff == 0
 	}) {
 		errs = append(errs, ignoreMissing(o.Enroll.Delete(rec.Netns)))
+		// Losing a container's counts is not worth failing DEL (and the
+		// chain's DEL after it) for: Retire drops the entry regardless.
+		_ = counters.Retire(o, rec.Netns, network)
 	}
 	return errors.Join(errs...)
 }

@@ -196,8 +196,11 @@ func TestParallelAdds(t *testing.T) {
 	if node.HaveSpliceKfuncs() {
 		wantProgs = 3 // and the splice engine's, where its module is loaded
 	}
-	if len(ents) != 7 || len(progs) != wantProgs {
-		t.Errorf("pin dir holds %d maps and %d programs, want one set (7 and %d)", len(ents), len(progs), wantProgs)
+	if len(ents) != 10 || len(progs) != wantProgs {
+		t.Errorf("pin dir holds %d maps and %d programs, want one set (10 and %d)", len(ents), len(progs), wantProgs)
+	}
+	if got := mapLen(t, o.NsCounters); got != total {
+		t.Errorf("per-netns counters map has %d entries, want one per enrolled netns (%d)", got, total)
 	}
 	// The first two containers still pair through the shared objects.
 	o.Close() // the node lock: the Meter opens the pins itself

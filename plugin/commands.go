@@ -13,13 +13,20 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/socksplice/socksplice/conf"
+	"github.com/socksplice/socksplice/pkg/agent"
+	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/install"
 	"github.com/socksplice/socksplice/pkg/kmod"
+	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/status"
 )
 
-// nodeCommands are the operator's subcommands for putting socksplice on a
-// node; each returns the exit status.
+// nodeCommands are the operator's subcommands: putting socksplice on a
+// node, and seeing what it does there; each returns the exit status.
 var nodeCommands = map[string]func(args []string) int{
+	"status":    printStatus,
+	"agent":     runAgent,
 	"install":   cmdInstall,
 	"uninstall": cmdUninstall,
 	"manifest":  cmdManifest,
@@ -127,5 +134,76 @@ func cmdModule(args []string) int {
 			fmt.Fprintf(os.Stderr, "socksplice module: %v\n", err)
 		}
 	}
+	return 0
+}
+
+// printStatus serves operators ("socksplice status [--human] [pinDir]"):
+// the node's stamp, the cached auto verdicts, every attachment with its
+// container's counters, per-network sums, the self-test's counters apart
+// and the node-wide ones; JSON unless --human.
+func printStatus(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	human := fs.Bool("human", false, "print tables for people instead of JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: socksplice status [--human] [pinDir]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	dir := conf.DefaultPinDir
+	if fs.NArg() > 0 {
+		dir = fs.Arg(0)
+	}
+	o, err := node.Open(dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: %s: %v\n", dir, err)
+		return 1
+	}
+	defer o.Close()
+	st, err := status.Collect(o, engine.Probe())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
+		return 1
+	}
+	if *human {
+		if err := st.WriteTable(os.Stdout); err != nil {
+			return 1
+		}
+		return 0
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(st); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// runAgent is "socksplice agent [--listen ADDR] [installer flags]", the
+// DaemonSet's main process: it runs the installer (pkg/install, kept in
+// sync until stopped) and serves metrics, /readyz and /healthz until
+// SIGTERM.
+func runAgent(args []string) int {
+	o := install.Defaults()
+	fs := newFlags("agent", "Installs socksplice on the node and keeps its conflist in sync (as install\n--watch), and serves /metrics, /readyz and /healthz, until SIGINT/SIGTERM.")
+	listen := fs.String("listen", agent.DefaultListen, "address to serve /metrics, /readyz and /healthz on")
+	o.RegisterFlags(fs) // --pin-dir among them: the pins the metrics read
+	if rc := parseFlags(fs, args); rc >= 0 {
+		return rc
+	}
+	// Ready after the installer's first sync, chained or not: a node
+	// whose primary CNI is not there yet must not stall a rollout; its
+	// state is in the installer's log.
+	agent.Install = func(ctx context.Context, ready func()) error {
+		return install.Run(ctx, o, func(install.State) { ready() })
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := agent.Run(ctx, agent.Options{Listen: *listen, PinDir: o.PinDir, Version: buildVersion, Logf: logf}); err != nil {
+		logf("agent: %v", err)
+		return 1
+	}
+	logf("agent: stopped")
 	return 0
 }
