@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,6 +83,39 @@ func HelperMain() {
 	json.NewEncoder(out).Encode(rep)
 	os.Exit(0)
 }
+
+// HelperEnv is the environment that makes a binary calling HelperMain run
+// role with spec: for helpers a container runtime starts (test/runtime's
+// boxtool), where StartHelper cannot. Their report is what
+// DecodeHelperReport reads.
+func HelperEnv(role string, spec any) ([]string, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	return []string{roleEnv + "=" + role, specEnv + "=" + string(b)}, nil
+}
+
+// DecodeHelperReport decodes a helper's report (what follows its "ready"
+// line, if any, on its stdout) into v; the role's error is the error.
+func DecodeHelperReport(r io.Reader, v any) error {
+	var rep report
+	if err := json.NewDecoder(r).Decode(&rep); err != nil {
+		return fmt.Errorf("helper report: %w", err)
+	}
+	if len(rep.Result) > 0 {
+		if err := json.Unmarshal(rep.Result, v); err != nil {
+			return fmt.Errorf("helper result: %w", err)
+		}
+	}
+	if rep.Err != "" {
+		return errors.New(rep.Err)
+	}
+	return nil
+}
+
+// IsReadyLine reports whether line is the "ready" line a helper prints.
+func IsReadyLine(line string) bool { return strings.TrimSpace(line) == readyLine }
 
 // Helper is a helper process to start in a container.
 type Helper struct {
