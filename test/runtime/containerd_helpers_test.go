@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -166,9 +167,7 @@ func (c *Containerd) Log() string {
 // images), then stops containerd (SIGTERM, its PID) and the shims it
 // started (found by our socket path in their command line, by PID).
 func (c *Containerd) stop(t *testing.T, exited chan error) {
-	if out, err := c.Crictl("rmp", "-af"); err != nil && !strings.Contains(string(out), "not found") {
-		t.Logf("cleanup: crictl rmp -af: %v %s", err, out)
-	}
+	c.Crictl("rmp", "-af")
 	for _, ns := range []string{"default", "k8s.io"} {
 		out, _ := c.Ctr("-n", ns, "tasks", "ls", "-q")
 		for _, id := range strings.Fields(string(out)) {
@@ -232,14 +231,21 @@ func (c *Containerd) MustCtr(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// Crictl runs crictl against this instance's CRI and returns its
-// combined output.
+// Crictl runs crictl against this instance's CRI and returns its stdout
+// (and its stderr in the error).
 func (c *Containerd) Crictl(args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	ep := "unix://" + c.Sock
 	argv := append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "60s"}, args...)
-	return exec.CommandContext(ctx, crictlPath(), argv...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, crictlPath(), argv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.Bytes())
+	}
+	return out, err
 }
 
 // MustCrictl is Crictl that fails the test on error.
@@ -247,7 +253,7 @@ func (c *Containerd) MustCrictl(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := c.Crictl(args...)
 	if err != nil {
-		t.Fatalf("crictl %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("crictl %s: %v\n%s\ncontainerd: %s", strings.Join(args, " "), err, out, c.Log())
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -433,8 +439,8 @@ func boxFiles(t *testing.T) [][2]string {
 	if err != nil {
 		t.Skipf("SKIP: needs busybox (apt-get install busybox-static): %v", err)
 	}
-	if out, _ := exec.Command("file", "-L", bb).Output(); bytes.Contains(out, []byte("dynamically")) {
-		t.Skipf("SKIP: %s is dynamically linked; needs busybox-static", bb)
+	if !isStatic(bb) {
+		t.Skipf("SKIP: %s is not a static executable; needs busybox-static", bb)
 	}
 	return [][2]string{
 		{"bin", ""}, {"dev", ""}, {"proc", ""}, {"sys", ""}, {"etc", ""}, {"tmp", ""},
@@ -713,4 +719,20 @@ func randSuffix() string {
 	b := make([]byte, 3)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// isStatic reports whether path is an ELF executable without an
+// interpreter: it runs in a rootfs that has no libc.
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
