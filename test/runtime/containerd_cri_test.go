@@ -202,23 +202,11 @@ func TestCRIPods(t *testing.T) {
 // the pods' and containers' tasks.
 func (n *ctrNet) checkPodsGone(t *testing.T, step string, pods []*criPod, ports ...int) {
 	t.Helper()
-	var left []string
-	if st := ReadStatus(t, n.pinDir); len(st.Attachments) != 0 {
-		left = append(left, fmt.Sprintf("%d attachments in socksplice status", len(st.Attachments)))
-	}
-	if l := Leases(t, n.dataDir, n.name); len(l) != 0 {
-		left = append(left, fmt.Sprintf("leases %v", l))
-	}
-	if p := BridgePorts(t, n.bridge); len(p) != 0 {
-		left = append(left, fmt.Sprintf("host veths %v (their netns still exists)", p))
-	}
+	left := n.leftovers(t, ports...)
 	for _, p := range pods {
 		if _, err := os.Stat(p.Netns); err == nil {
 			left = append(left, "netns "+p.Netns)
 		}
-	}
-	if s := TCPSockets(t, nil, ports...); len(s) != 0 {
-		left = append(left, fmt.Sprintf("sockets %q", s))
 	}
 	if out := strings.TrimSpace(n.cd.MustCtr(t, "-n", "k8s.io", "tasks", "ls", "-q")); out != "" {
 		left = append(left, "tasks "+strings.Join(strings.Fields(out), " "))
@@ -228,9 +216,5 @@ func (n *ctrNet) checkPodsGone(t *testing.T, step string, pods []*criPod, ports 
 			left = append(left, "pods "+out)
 		}
 	}
-	if len(left) != 0 {
-		t.Errorf("after %s left behind: %s", step, strings.Join(left, "; "))
-		return
-	}
-	t.Logf("after %s left behind: none (attachments, leases, veths, netns files, sockets on %v, tasks)", step, ports)
+	n.reportLeft(t, step, left, "netns files, tasks, pods")
 }

@@ -175,24 +175,12 @@ func (n *ctrNet) gc(t *testing.T) {
 	t.Logf("CNI GC with no valid attachment: %d cached attachments DELeted", len(cached))
 }
 
-// checkNothingLeft looks for everything the containers had: attachments
-// and enrollments in the pins, leases, host veths, sockets on port, the
+// checkNothingLeft looks for everything the containers had: map entries
+// and attachments in the pins, leases, host veths, sockets on port, the
 // tasks' processes.
 func (n *ctrNet) checkNothingLeft(t *testing.T, pids []int, port int) {
 	t.Helper()
-	var left []string
-	if st := ReadStatus(t, n.pinDir); len(st.Attachments) != 0 {
-		left = append(left, fmt.Sprintf("%d attachments in socksplice status", len(st.Attachments)))
-	}
-	if l := Leases(t, n.dataDir, n.name); len(l) != 0 {
-		left = append(left, fmt.Sprintf("leases %v", l))
-	}
-	if p := BridgePorts(t, n.bridge); len(p) != 0 {
-		left = append(left, fmt.Sprintf("host veths %v (their netns still exists)", p))
-	}
-	if s := TCPSockets(t, nil, port); len(s) != 0 {
-		left = append(left, fmt.Sprintf("sockets %q", s))
-	}
+	left := n.leftovers(t, port)
 	for _, pid := range pids {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			left = append(left, fmt.Sprintf("process %d", pid))
@@ -201,11 +189,42 @@ func (n *ctrNet) checkNothingLeft(t *testing.T, pids []int, port int) {
 	if out := strings.TrimSpace(n.cd.MustCtr(t, "tasks", "ls", "-q")); out != "" {
 		left = append(left, "tasks "+out)
 	}
+	n.reportLeft(t, "GC", left, fmt.Sprintf("processes %v, tasks", pids))
+}
+
+// leftovers lists what is left of the network's containers: entries in
+// the node's maps (attachments, enrollments, addresses, paired sockets),
+// host-local leases, host veths (a veth goes with its netns), TCP sockets
+// on ports in the test's netns.
+func (n *ctrNet) leftovers(t *testing.T, ports ...int) []string {
+	t.Helper()
+	var left []string
+	for name, cnt := range testenv.MapEntries(t, n.pinDir) {
+		if cnt != 0 {
+			left = append(left, fmt.Sprintf("%d entries in map %s", cnt, name))
+		}
+	}
+	if l := Leases(t, n.dataDir, n.name); len(l) != 0 {
+		left = append(left, fmt.Sprintf("leases %v", l))
+	}
+	if p := BridgePorts(t, n.bridge); len(p) != 0 {
+		left = append(left, fmt.Sprintf("host veths %v (their netns still exists)", p))
+	}
+	if s := TCPSockets(t, nil, ports...); len(s) != 0 {
+		left = append(left, fmt.Sprintf("sockets %q", s))
+	}
+	return left
+}
+
+// reportLeft fails the test if anything is left after step, else says
+// what was looked for.
+func (n *ctrNet) reportLeft(t *testing.T, step string, left []string, more string) {
+	t.Helper()
 	if len(left) != 0 {
-		t.Errorf("left behind: %s", strings.Join(left, "; "))
+		t.Errorf("after %s left behind: %s", step, strings.Join(left, "; "))
 		return
 	}
-	t.Logf("left behind: none (attachments, leases, veths, sockets on :%d, processes %v, tasks)", port, pids)
+	t.Logf("after %s left behind: none (map entries: pairs, enroll, localAddrs, domainAddrs, attach; leases; host veths; TCP sockets; %s)", step, more)
 }
 
 // requireBPFFS mounts bpffs on /sys/fs/bpf if nothing is there, as the
