@@ -26,6 +26,11 @@
 #                   each module's median and the ratio new/old, unload
 #                   waits: results/bench-compare/compare.{json,md}
 #                   (BENCH_ARGS: -rounds, -workloads, -duration, ...)
+#   make install  bin/socksplice into $(DESTDIR)$(CNI_BIN_DIR) (default
+#                   /opt/cni/bin); INSTALL_CONFLIST=1 also installs the
+#                   example conflist (make install-conflist: into
+#                   $(CNI_CONF_DIR), default /etc/cni/net.d)
+#   make uninstall  removes the conflists first, then the binary
 #   make dkms-deb   the socksplice-dkms package for nodes: bin/dkms/
 #                   (built in a debootstrapped trixie root; root)
 
@@ -34,7 +39,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench vm-bench-compare dkms-deb clean
+.PHONY: install install-conflist uninstall all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench vm-bench-compare dkms-deb clean
 
 all: build
 
@@ -113,6 +118,35 @@ vm-bench-compare:
 # The module's DKMS package, versioned from git (kernel/dkms/build-deb.sh).
 dkms-deb:
 	kernel/dkms/build-deb.sh $(BIN)/dkms
+
+# Node install by hand (a DaemonSet does this on Kubernetes: socksplice
+# manifest). Each file is written beside its destination and renamed over
+# it, so a runtime running ADD meanwhile never executes or reads half a
+# file.
+DESTDIR      ?=
+CNI_BIN_DIR  ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+EXAMPLE_CONFLIST := 50-socksplice.conflist
+
+install: build
+	install -d $(DESTDIR)$(CNI_BIN_DIR)
+	install -m 0755 $(BIN)/socksplice $(DESTDIR)$(CNI_BIN_DIR)/.socksplice.new
+	mv -f $(DESTDIR)$(CNI_BIN_DIR)/.socksplice.new $(DESTDIR)$(CNI_BIN_DIR)/socksplice
+ifeq ($(INSTALL_CONFLIST),1)
+	$(MAKE) --no-print-directory install-conflist
+endif
+
+install-conflist:
+	install -d $(DESTDIR)$(CNI_CONF_DIR)
+	install -m 0644 conf/example.conflist $(DESTDIR)$(CNI_CONF_DIR)/.$(EXAMPLE_CONFLIST).new
+	mv -f $(DESTDIR)$(CNI_CONF_DIR)/.$(EXAMPLE_CONFLIST).new $(DESTDIR)$(CNI_CONF_DIR)/$(EXAMPLE_CONFLIST)
+
+# The conflists go first (ours and the one socksplice install writes): a
+# chain must never name a plugin that is gone. Pins stay: socksplice
+# uninstall --purge removes them once no container uses them.
+uninstall:
+	rm -f $(DESTDIR)$(CNI_CONF_DIR)/$(EXAMPLE_CONFLIST) $(DESTDIR)$(CNI_CONF_DIR)/00-socksplice.conflist
+	rm -f $(DESTDIR)$(CNI_BIN_DIR)/socksplice
 
 clean:
 	rm -rf $(BIN)

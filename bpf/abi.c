@@ -17,3 +17,4 @@ struct ss_local_key ss_local_key_anchor;
 struct ss_domain_key ss_domain_key_anchor;
 struct ss_pair_key ss_pair_key_anchor;
 struct ss_counters ss_counters_anchor;
+struct ss_ns_counters ss_ns_counters_anchor;

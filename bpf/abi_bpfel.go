@@ -42,20 +42,22 @@ const (
 )
 
 type AbiSsCounters struct {
-	_                 structs.HostLayout
-	Paired            uint64
-	RedirectMsgs      uint64
-	RedirectBytes     uint64
-	LookupMiss        uint64
-	TcpMsgs           uint64
-	NoPeer            uint64
-	PolicyRefused     uint64
-	InsertFailures    uint64
-	SplicePaired      uint64
-	SpliceRefused     uint64
-	SpliceListenFail  uint64
-	SpliceAbiMismatch uint64
-	Mptcp             uint64
+	_                     structs.HostLayout
+	Paired                uint64
+	RedirectMsgs          uint64
+	RedirectBytes         uint64
+	LookupMiss            uint64
+	TcpMsgs               uint64
+	NoPeer                uint64
+	PolicyRefused         uint64
+	InsertFailures        uint64
+	SplicePaired          uint64
+	SpliceRefused         uint64
+	SpliceListenFail      uint64
+	SpliceAbiMismatch     uint64
+	Mptcp                 uint64
+	SelftestRedirectMsgs  uint64
+	SelftestRedirectBytes uint64
 }
 
 type AbiSsDomainKey struct {
@@ -77,6 +79,18 @@ type AbiSsLocalKey struct {
 	_     structs.HostLayout
 	Netns uint64
 	Addr  [4]uint32
+}
+
+type AbiSsNsCounters struct {
+	_                 structs.HostLayout
+	Paired            uint64
+	NoPeer            uint64
+	PolicyRefused     uint64
+	InsertFailures    uint64
+	SpliceRefused     uint64
+	SpliceListenFail  uint64
+	SpliceAbiMismatch uint64
+	Mptcp             uint64
 }
 
 type AbiSsPairKey struct {
@@ -118,6 +132,7 @@ const (
 	AbiVarSsDomainKeyAnchor     = "ss_domain_key_anchor"
 	AbiVarSsLimitsAnchor        = "ss_limits_anchor"
 	AbiVarSsLocalKeyAnchor      = "ss_local_key_anchor"
+	AbiVarSsNsCountersAnchor    = "ss_ns_counters_anchor"
 	AbiVarSsPairKeyAnchor       = "ss_pair_key_anchor"
 	AbiVarSsPolicyAnchor        = "ss_policy_anchor"
 	AbiVarSsPolicyFlagsAnchor   = "ss_policy_flags_anchor"
@@ -184,6 +199,7 @@ type AbiVariableSpecs struct {
 	SsDomainKeyAnchor     *ebpf.VariableSpec `ebpf:"ss_domain_key_anchor"`
 	SsLimitsAnchor        *ebpf.VariableSpec `ebpf:"ss_limits_anchor"`
 	SsLocalKeyAnchor      *ebpf.VariableSpec `ebpf:"ss_local_key_anchor"`
+	SsNsCountersAnchor    *ebpf.VariableSpec `ebpf:"ss_ns_counters_anchor"`
 	SsPairKeyAnchor       *ebpf.VariableSpec `ebpf:"ss_pair_key_anchor"`
 	SsPolicyAnchor        *ebpf.VariableSpec `ebpf:"ss_policy_anchor"`
 	SsPolicyFlagsAnchor   *ebpf.VariableSpec `ebpf:"ss_policy_flags_anchor"`
@@ -226,6 +242,7 @@ type AbiVariables struct {
 	SsDomainKeyAnchor     *ebpf.Variable `ebpf:"ss_domain_key_anchor"`
 	SsLimitsAnchor        *ebpf.Variable `ebpf:"ss_limits_anchor"`
 	SsLocalKeyAnchor      *ebpf.Variable `ebpf:"ss_local_key_anchor"`
+	SsNsCountersAnchor    *ebpf.Variable `ebpf:"ss_ns_counters_anchor"`
 	SsPairKeyAnchor       *ebpf.Variable `ebpf:"ss_pair_key_anchor"`
 	SsPolicyAnchor        *ebpf.Variable `ebpf:"ss_policy_anchor"`
 	SsPolicyFlagsAnchor   *ebpf.Variable `ebpf:"ss_policy_flags_anchor"`

@@ -60,10 +60,33 @@ struct {
 	__type(value, __u64); /* netns cookie */
 } domain_addrs SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* as enroll: one entry per enrolled netns */
+	__type(key, __u64); /* netns cookie */
+	__type(value, struct ss_ns_counters);
+} ns_counters SEC(".maps");
+
 /* count(field, n) adds n to a field of struct ss_counters in this CPU's slot. */
 #define count(field, n)							\
 	__sync_fetch_and_add(&counters[bpf_get_smp_processor_id() &	\
 				       (SS_MAX_CPUS - 1)].c.field, (n))
+
+/* count_ns(nc, field) counts one for the node and, where the plugin made
+ * an entry for it, for the socket's netns (nc, NULL when there is none). */
+#define count_ns(nc, field)						\
+	do {								\
+		count(field, 1);					\
+		if (nc)							\
+			__sync_fetch_and_add(&(nc)->field, 1);		\
+	} while (0)
+
+/* ns_counters_of returns the netns's counters; called only once a socket's
+ * enrollment was found, so that a netns nobody enrolled costs nothing. */
+static __always_inline struct ss_ns_counters *ns_counters_of(__u64 netns)
+{
+	return bpf_map_lookup_elem(&ns_counters, &netns);
+}
 
 static __always_inline void v4_mapped(__u32 a[4], __u32 ip4)
 {
@@ -149,6 +172,7 @@ static __always_inline int is_mptcp_subflow(struct bpf_sock_ops *skops)
 
 /* A flow as this socket sees it, and the netns of the socket at its other end. */
 struct flow {
+	struct ss_ns_counters *nc; /* this socket's netns's counters, or NULL */
 	__u64 netns;     /* this socket's netns cookie */
 	__u64 peerns;    /* the peer socket's netns cookie */
 	__u32 local[4];  /* IPv6 or v4-mapped, network order */
@@ -167,6 +191,7 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 {
 	struct ss_local_key lk = {};
 	struct ss_domain_key dk = {};
+	struct ss_ns_counters *nc;
 	struct ss_policy *pol;
 	__u64 netns, peerns, *v;
 	__u16 lport, rport;
@@ -177,10 +202,11 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 	pol = enrolled(netns, engine);
 	if (!pol)
 		return NULL;
+	nc = ns_counters_of(netns);
 	/* Payload already moved by TCP (TCP Fast Open, data on the final
 	 * handshake ACK): redirecting later data could overtake it. */
 	if (skops->data_segs_in != 0 || skops->data_segs_out != 0) {
-		count(policy_refused, 1);
+		count_ns(nc, policy_refused);
 		return NULL;
 	}
 
@@ -189,7 +215,7 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 	load_addrs(skops->family, CTX(skops->local_ip4), CTX(skops->remote_ip4),
 		   skops->local_ip6, skops->remote_ip6, lk.addr, dk.addr);
 	if (!port_allowed(pol, lport, rport)) {
-		count(policy_refused, 1);
+		count_ns(nc, policy_refused);
 		return NULL;
 	}
 
@@ -200,33 +226,34 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 		lk.netns = netns;
 		v = bpf_map_lookup_elem(&local_addrs, &lk);
 		if (!v) {
-			count(no_peer, 1);
+			count_ns(nc, no_peer);
 			return NULL;
 		}
 		dk.domain = *v;
 		v = bpf_map_lookup_elem(&domain_addrs, &dk);
 		if (!v) {
-			count(no_peer, 1);
+			count_ns(nc, no_peer);
 			return NULL;
 		}
 		peerns = *v;
 		/* Both ends must run the same engine: neither engine can
 		 * complete a pairing the other one started. */
 		if (peerns != netns && !enrolled(peerns, engine)) {
-			count(no_peer, 1);
+			count_ns(nc, no_peer);
 			return NULL;
 		}
 	}
 	if (peerns == netns && !(pol->flags & SS_POLICY_LOOPBACK)) {
-		count(policy_refused, 1);
+		count_ns(nc, policy_refused);
 		return NULL;
 	}
 	/* Last, so that mptcp counts the flows that would have been paired. */
 	if (is_mptcp_subflow(skops)) {
-		count(mptcp, 1);
+		count_ns(nc, mptcp);
 		return NULL;
 	}
 
+	f->nc = nc;
 	f->netns = netns;
 	f->peerns = peerns;
 	__builtin_memcpy(f->local, lk.addr, sizeof(f->local));

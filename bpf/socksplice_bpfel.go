@@ -19,10 +19,12 @@ const (
 	SockspliceMapDomainAddrs        = "domain_addrs"
 	SockspliceMapEnroll             = "enroll"
 	SockspliceMapLocalAddrs         = "local_addrs"
+	SockspliceMapNsCounters         = "ns_counters"
 	SockspliceMapPairs              = "pairs"
 	SockspliceProgSockspliceMsg     = "socksplice_msg"
 	SockspliceProgSockspliceSockops = "socksplice_sockops"
 	SockspliceVarCounters           = "counters"
+	SockspliceVarSelftestNetns      = "selftest_netns"
 )
 
 // LoadSocksplice returns the embedded CollectionSpec for Socksplice.
@@ -78,6 +80,7 @@ type SockspliceMapSpecs struct {
 	DomainAddrs *ebpf.MapSpec `ebpf:"domain_addrs"`
 	Enroll      *ebpf.MapSpec `ebpf:"enroll"`
 	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
+	NsCounters  *ebpf.MapSpec `ebpf:"ns_counters"`
 	Pairs       *ebpf.MapSpec `ebpf:"pairs"`
 }
 
@@ -85,7 +88,8 @@ type SockspliceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SockspliceVariableSpecs struct {
-	Counters *ebpf.VariableSpec `ebpf:"counters"`
+	Counters      *ebpf.VariableSpec `ebpf:"counters"`
+	SelftestNetns *ebpf.VariableSpec `ebpf:"selftest_netns"`
 }
 
 // SockspliceObjects contains all objects after they have been loaded into the kernel.
@@ -111,6 +115,7 @@ type SockspliceMaps struct {
 	DomainAddrs *ebpf.Map `ebpf:"domain_addrs"`
 	Enroll      *ebpf.Map `ebpf:"enroll"`
 	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
+	NsCounters  *ebpf.Map `ebpf:"ns_counters"`
 	Pairs       *ebpf.Map `ebpf:"pairs"`
 }
 
@@ -119,6 +124,7 @@ func (m *SockspliceMaps) Close() error {
 		m.DomainAddrs,
 		m.Enroll,
 		m.LocalAddrs,
+		m.NsCounters,
 		m.Pairs,
 	)
 }
@@ -127,7 +133,8 @@ func (m *SockspliceMaps) Close() error {
 //
 // It can be passed to LoadSockspliceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SockspliceVariables struct {
-	Counters *ebpf.Variable `ebpf:"counters"`
+	Counters      *ebpf.Variable `ebpf:"counters"`
+	SelftestNetns *ebpf.Variable `ebpf:"selftest_netns"`
 }
 
 // SocksplicePrograms contains all programs after they have been loaded into the kernel.

@@ -51,32 +51,41 @@ static __always_inline void splice_pair(struct bpf_sock_ops *skops)
 	/* 1: already handed over by a program on another cgroup level (the
 	 * node-level link and the container's both run). */
 	err = bpf_sock_splice_pair(skops, &args, sizeof(args));
-	if (err == 0)
+	/* The netns counts both engines' pairings as paired. */
+	if (err == 0) {
 		count(splice_paired, 1);
-	else if (err == -EPROTO)
-		count(splice_abi_mismatch, 1);
-	else if (err < 0)
-		count(splice_refused, 1);
+		if (f.nc)
+			__sync_fetch_and_add(&f.nc->paired, 1);
+	} else if (err == -EPROTO) {
+		count_ns(f.nc, splice_abi_mismatch);
+	} else if (err < 0) {
+		count_ns(f.nc, splice_refused);
+	}
 }
 
 static __always_inline void splice_listen(struct bpf_sock_ops *skops)
 {
+	struct ss_ns_counters *nc;
+	__u64 netns;
+
 	if (skops->family != AF_INET && skops->family != AF_INET6)
 		return;
 	/* Which accepted sockets will qualify is not known yet (ports,
 	 * peers): enrollment alone decides. */
-	if (!enrolled(bpf_get_netns_cookie(skops), SS_POLICY_SPLICE))
+	netns = bpf_get_netns_cookie(skops);
+	if (!enrolled(netns, SS_POLICY_SPLICE))
 		return;
+	nc = ns_counters_of(netns);
 	/* An MPTCP listener's subflow: its proto is MPTCP's, which the
 	 * module cannot prepare (it would refuse, -EOPNOTSUPP), and what it
 	 * accepts is either a subflow or a fallback socket that MPTCP hands
 	 * out through its own accept. */
 	if (is_mptcp_subflow(skops)) {
-		count(mptcp, 1);
+		count_ns(nc, mptcp);
 		return;
 	}
 	if (bpf_sock_splice_listen(skops) < 0)
-		count(splice_listen_fail, 1);
+		count_ns(nc, splice_listen_fail);
 }
 
 SEC("sockops")

@@ -19,6 +19,7 @@ const (
 	SpliceMapDomainAddrs       = "domain_addrs"
 	SpliceMapEnroll            = "enroll"
 	SpliceMapLocalAddrs        = "local_addrs"
+	SpliceMapNsCounters        = "ns_counters"
 	SpliceProgSockspliceSplice = "socksplice_splice"
 	SpliceVarCounters          = "counters"
 	SpliceVarSsAbiVersion      = "ss_abi_version"
@@ -76,6 +77,7 @@ type SpliceMapSpecs struct {
 	DomainAddrs *ebpf.MapSpec `ebpf:"domain_addrs"`
 	Enroll      *ebpf.MapSpec `ebpf:"enroll"`
 	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
+	NsCounters  *ebpf.MapSpec `ebpf:"ns_counters"`
 }
 
 // SpliceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -109,6 +111,7 @@ type SpliceMaps struct {
 	DomainAddrs *ebpf.Map `ebpf:"domain_addrs"`
 	Enroll      *ebpf.Map `ebpf:"enroll"`
 	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
+	NsCounters  *ebpf.Map `ebpf:"ns_counters"`
 }
 
 func (m *SpliceMaps) Close() error {
@@ -116,6 +119,7 @@ func (m *SpliceMaps) Close() error {
 		m.DomainAddrs,
 		m.Enroll,
 		m.LocalAddrs,
+		m.NsCounters,
 	)
 }
 

@@ -59,8 +59,10 @@ const (
 // MinRingKiB, MaxRingKiB, MaxBusyPollUs and MaxPorts come from the ABI
 // header (limits_gen.go), where the module and the BPF programs read them.
 
-// SupportedVersions lists the cniVersion values accepted.
-var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
+// SupportedVersions lists the cniVersion values accepted. 0.3.x stays:
+// flannel, Calico and Cilium still ship their conflists at 0.3.1 (it has
+// ADD and DEL only; the CNI library refuses CHECK, GC and STATUS there).
+var SupportedVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 // RuntimeConfig holds the runtime-injected values socksplice uses. Runtimes
 // may inject other capability arguments; those are accepted and ignored.
@@ -68,7 +70,20 @@ type RuntimeConfig struct {
 	// CgroupPath is the pod's cgroup, absolute or relative to the cgroup v2
 	// root.
 	CgroupPath string `json:"cgroupPath,omitempty"`
+	// PodAnnotations are the pod's annotations, passed by CRI runtimes
+	// (containerd, CRI-O) when the plugin declares the capability
+	// CapPodAnnotations. Only ModeAnnotation is read.
+	PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
 }
+
+const (
+	// CapPodAnnotations is the capability (and runtimeConfig key) under
+	// which CRI runtimes pass a pod's annotations.
+	CapPodAnnotations = "io.kubernetes.cri.pod-annotations"
+	// ModeAnnotation, on a pod, overrides the network's mode for that pod:
+	// "off" opts it out; auto, sockmap or splice choose its engine.
+	ModeAnnotation = "socksplice.io/mode"
+)
 
 // NetConf is the socksplice plugin configuration.
 //
@@ -77,7 +92,11 @@ type RuntimeConfig struct {
 type NetConf struct {
 	types.NetConf
 
-	Mode          Mode          `json:"mode,omitempty"`
+	Mode Mode `json:"mode,omitempty"`
+	// ModeFrom says where Mode came from: "config", or the pod
+	// annotation that overrode it. Not part of the JSON.
+	ModeFrom string `json:"-"`
+
 	BusyPollUs    int           `json:"busyPollUs,omitempty"`
 	RingKiB       int           `json:"ringKiB,omitempty"`
 	Ports         []int         `json:"ports,omitempty"`
@@ -196,6 +215,10 @@ func Parse(data []byte) (*NetConf, error) {
 	if c.Mode == "" {
 		c.Mode = ModeAuto
 	}
+	c.ModeFrom = "config"
+	if m, ok := c.RuntimeConfig.PodAnnotations[ModeAnnotation]; ok {
+		c.Mode, c.ModeFrom = Mode(m), "pod annotation "+ModeAnnotation
+	}
 	if c.RingKiB == 0 {
 		c.RingKiB = DefaultRingKiB
 	}
@@ -229,6 +252,12 @@ func (c *NetConf) validate(raw map[string]json.RawMessage) *types.Error {
 	if c.Mode != "" && !slices.Contains(modes, c.Mode) {
 		return invalid("mode: %q is not one of auto, sockmap, splice, off", string(c.Mode))
 	}
+	// A pod's own typo must not pick an engine for it: its ADD fails and
+	// says which annotation is wrong.
+	if m, ok := c.RuntimeConfig.PodAnnotations[ModeAnnotation]; ok && !slices.Contains(modes, Mode(m)) {
+		return invalid("runtimeConfig.%s: pod annotation %s=%q is not one of auto, sockmap, splice, off",
+			CapPodAnnotations, ModeAnnotation, m)
+	}
 
 	switch {
 	case c.BusyPollUs < 0:
@@ -253,6 +282,24 @@ func (c *NetConf) validate(raw map[string]json.RawMessage) *types.Error {
 		return err
 	}
 
+	if err := c.validPinDir(); err != nil {
+		return err
+	}
+
+	if p := c.RuntimeConfig.CgroupPath; p != "" {
+		switch {
+		case strings.ContainsRune(p, 0):
+			return invalid("runtimeConfig.cgroupPath: %q contains a NUL byte", p)
+		case hasDotDot(p):
+			return invalid("runtimeConfig.cgroupPath: %q must not contain \"..\" elements", p)
+		case filepath.Clean(p) != p:
+			return invalid("runtimeConfig.cgroupPath: %q is not a clean path; use %q", p, filepath.Clean(p))
+		}
+	}
+	return nil
+}
+
+func (c *NetConf) validPinDir() *types.Error {
 	if p := c.PinDir; p != "" {
 		switch {
 		case strings.ContainsRune(p, 0):
@@ -265,17 +312,6 @@ func (c *NetConf) validate(raw map[string]json.RawMessage) *types.Error {
 			return invalid("pinDir: %q is not a clean path; use %q", p, filepath.Clean(p))
 		case p == "/":
 			return invalid("pinDir: %q is the filesystem root; use a dedicated directory on bpffs such as %q", p, DefaultPinDir)
-		}
-	}
-
-	if p := c.RuntimeConfig.CgroupPath; p != "" {
-		switch {
-		case strings.ContainsRune(p, 0):
-			return invalid("runtimeConfig.cgroupPath: %q contains a NUL byte", p)
-		case hasDotDot(p):
-			return invalid("runtimeConfig.cgroupPath: %q must not contain \"..\" elements", p)
-		case filepath.Clean(p) != p:
-			return invalid("runtimeConfig.cgroupPath: %q is not a clean path; use %q", p, filepath.Clean(p))
 		}
 	}
 	return nil
@@ -369,6 +405,27 @@ func jsonValueKind(v json.RawMessage) string {
 
 func trimJSONPrefix(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// DelTarget reads, from a config that Parse rejects, what DEL needs to
+// undo an earlier ADD: the network name ("" if unreadable) and the pin
+// directory (DefaultPinDir unless the config names a valid one). DEL must
+// not stop the chain over a config that stopped parsing (a typo added
+// since ADD), so this never fails.
+func DelTarget(data []byte) (name, pinDir string) {
+	pinDir = DefaultPinDir
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil {
+		return "", pinDir
+	}
+	_ = json.Unmarshal(raw["name"], &name)
+	var p string
+	if json.Unmarshal(raw["pinDir"], &p) == nil && p != "" {
+		if (&NetConf{PinDir: p}).validPinDir() == nil {
+			pinDir = p
+		}
+	}
+	return name, pinDir
 }
 
 // RequirePrevResult returns a *types.Error when the config has no prevResult;

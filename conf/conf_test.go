@@ -60,6 +60,17 @@ func TestParseValid(t *testing.T) {
 		check func(t *testing.T, c *NetConf)
 	}{
 		{
+			// flannel, Calico and Cilium ship 0.3.1 conflists
+			name: "0.3.1 with bridge prevResult",
+			in:   `{"cniVersion":"0.3.1","name":"podnet","type":"socksplice","prevResult":` + strings.Replace(bridgePrev040, "0.4.0", "0.3.1", 1) + `}`,
+			check: func(t *testing.T, c *NetConf) {
+				r, ok := c.PrevResult.(*types040.Result)
+				if !ok || r.CNIVersion != "0.3.1" || len(r.IPs) != 1 {
+					t.Fatalf("PrevResult is %T %+v, want a 0.3.1 result with one IP", c.PrevResult, c.PrevResult)
+				}
+			},
+		},
+		{
 			name: "0.4.0 with bridge prevResult",
 			in:   `{"cniVersion":"0.4.0","name":"podnet","type":"socksplice","prevResult":` + bridgePrev040 + `}`,
 			check: func(t *testing.T, c *NetConf) {
@@ -249,7 +260,7 @@ func TestParseInvalid(t *testing.T) {
 
 		// cniVersion
 		{"cniVersion missing", `{"name":"n","type":"socksplice"}`, version, "cniVersion:", []string{"0.4.0", "1.0.0", "1.1.0"}},
-		{"cniVersion 0.3.1", `{"cniVersion":"0.3.1","name":"n","type":"socksplice"}`, version, "cniVersion:", []string{`"0.3.1"`, "0.4.0, 1.0.0, 1.1.0"}},
+		{"cniVersion 0.2.0", `{"cniVersion":"0.2.0","name":"n","type":"socksplice"}`, version, "cniVersion:", []string{`"0.2.0"`, "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"}},
 		{"cniVersion 2.0.0", `{"cniVersion":"2.0.0","name":"n","type":"socksplice"}`, version, "cniVersion:", nil},
 
 		// unknown fields
@@ -298,6 +309,11 @@ func TestParseInvalid(t *testing.T) {
 		{"cgroupPath relative dotdot", cfg(`"runtimeConfig": {"cgroupPath": "../x"}`), inval, "runtimeConfig.cgroupPath:", nil},
 		{"cgroupPath unclean", cfg(`"runtimeConfig": {"cgroupPath": "/kubepods//pod1/"}`), inval, "runtimeConfig.cgroupPath:", []string{"clean"}},
 
+		// pod annotation
+		{"mode annotation typo", cfg(`"runtimeConfig": {"io.kubernetes.cri.pod-annotations": {"socksplice.io/mode": "of"}}`), inval,
+			"runtimeConfig.io.kubernetes.cri.pod-annotations:", []string{"socksplice.io/mode", `"of"`}},
+		{"annotations not strings", cfg(`"runtimeConfig": {"io.kubernetes.cri.pod-annotations": {"socksplice.io/mode": 1}}`), decode, "runtimeConfig", nil},
+
 		// prevResult
 		{"prevResult bad address", cfg(`"prevResult": {"cniVersion":"1.0.0","ips":[{"address":"not-an-ip"}]}`), inval, "prevResult:", nil},
 		{"prevResult bad interfaces", cfg(`"prevResult": {"interfaces": "eth0"}`), inval, "prevResult:", nil},
@@ -327,6 +343,55 @@ func TestParseInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestModeAnnotation: a pod's annotation overrides the network's mode for
+// that pod; other annotations change nothing.
+func TestModeAnnotation(t *testing.T) {
+	ann := func(kv string) string {
+		return cfg(`"mode": "sockmap", "runtimeConfig": {"io.kubernetes.cri.pod-annotations": {` + kv + `}}`)
+	}
+	for _, tt := range []struct {
+		in, from string
+		want     Mode
+	}{
+		{cfg(`"mode": "sockmap"`), "config", ModeSockmap},
+		{ann(`"socksplice.io/mode": "off"`), "pod annotation socksplice.io/mode", ModeOff},
+		{ann(`"socksplice.io/mode": "auto"`), "pod annotation socksplice.io/mode", ModeAuto},
+		{ann(`"other.io/mode": "off"`), "config", ModeSockmap},
+		{ann(``), "config", ModeSockmap},
+	} {
+		c, err := Parse([]byte(tt.in))
+		if err != nil {
+			t.Fatalf("Parse(%s): %v", tt.in, err)
+		}
+		if c.Mode != tt.want || c.ModeFrom != tt.from {
+			t.Errorf("Parse(%s): mode %q from %q, want %q from %q", tt.in, c.Mode, c.ModeFrom, tt.want, tt.from)
+		}
+	}
+}
+
+// TestDelTarget: from configs Parse rejects, DEL still learns the network
+// and a valid pin directory, and falls back to the default otherwise.
+func TestDelTarget(t *testing.T) {
+	for _, tt := range []struct{ in, name, pinDir string }{
+		{cfg(`"mdoe": "sockmap", "pinDir": "/sys/fs/bpf/x"`), "podnet", "/sys/fs/bpf/x"},
+		{cfg(`"mode": "turbo"`), "podnet", DefaultPinDir},
+		{cfg(`"pinDir": "relative/x"`), "podnet", DefaultPinDir},
+		{cfg(`"pinDir": 7`), "podnet", DefaultPinDir},
+		{`{"cniVersion": "1.0.0", "name": 5, "pinDir": "/sys/fs/bpf/y"}`, "", "/sys/fs/bpf/y"},
+		{`{"cniVersion": "1.0.0", "name": `, "", DefaultPinDir},
+		{`[1]`, "", DefaultPinDir},
+		{``, "", DefaultPinDir},
+	} {
+		if _, err := Parse([]byte(tt.in)); err == nil {
+			t.Fatalf("Parse(%s) succeeded; the case must be a config Parse rejects", tt.in)
+		}
+		name, pinDir := DelTarget([]byte(tt.in))
+		if name != tt.name || pinDir != tt.pinDir {
+			t.Errorf("DelTarget(%s) = %q, %q; want %q, %q", tt.in, name, pinDir, tt.name, tt.pinDir)
+		}
 	}
 }
 
@@ -414,7 +479,7 @@ func TestPortSet(t *testing.T) {
 }
 
 func TestSupportedVersions(t *testing.T) {
-	if !slices.Equal(SupportedVersions, []string{"0.4.0", "1.0.0", "1.1.0"}) {
+	if !slices.Equal(SupportedVersions, []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}) {
 		t.Errorf("SupportedVersions = %v", SupportedVersions)
 	}
 }

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,10 +18,10 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/socksplice/socksplice/conf"
-	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
+	"github.com/socksplice/socksplice/pkg/notice"
 	"github.com/socksplice/socksplice/pkg/selftest"
 )
 
@@ -37,8 +36,8 @@ var buildVersion = "dev"
 
 func main() {
 	selftest.MaybeRunChild()
-	if len(os.Args) > 1 && os.Args[1] == "status" {
-		os.Exit(printStatus(os.Args[2:]))
+	if len(os.Args) > 1 && nodeCommands[os.Args[1]] != nil {
+		os.Exit(nodeCommands[os.Args[1]](os.Args[2:]))
 	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    cmdAdd,
@@ -144,13 +143,24 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	// The runtime keeps the plugin's stderr in its log: the one place an
-	// operator sees why a container is not on the fast path.
+	// The runtime keeps the plugin's stderr in its log (podman does not):
+	// the system log also gets it, once per node and decision.
+	var weaker string
 	switch {
 	case d.Engine == engine.Off:
-		logf("network %s: mode %s runs plain TCP on this node: %s", c.Name, c.Mode, d.Reason)
+		weaker = fmt.Sprintf("network %s: mode %s (from %s) runs plain TCP on this node: %s", c.Name, c.Mode, c.ModeFrom, d.Reason)
 	case d.Engine != engine.Splice && c.Mode == conf.ModeAuto:
-		logf("network %s: mode auto uses the %s engine on this node: %s", c.Name, d.Engine, d.Reason)
+		weaker = fmt.Sprintf("network %s: mode auto (from %s) uses the %s engine on this node: %s", c.Name, c.ModeFrom, d.Engine, d.Reason)
+	}
+	if weaker != "" {
+		logf("%s", weaker)
+		if first, err := engine.FirstNotice(o, string(c.Mode), d); err != nil {
+			logf("remembering the notice: %v", err)
+		} else if first {
+			if _, err := notice.Log(weaker); err != nil {
+				logf("system log: %v", err)
+			}
+		}
 	}
 	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
@@ -165,18 +175,30 @@ func cmdAdd(args *skel.CmdArgs) error {
 }
 
 // cmdDel undoes ADD whatever the mode says now (it may have changed since),
-// and succeeds when there is nothing to undo.
+// and always succeeds: a DEL that fails stops the chain, and the primary
+// plugin would never release the container's address. A config that no
+// longer parses still names the network and pins to clean (conf.DelTarget);
+// whatever cannot be undone is logged, and GC reclaims it later.
 func cmdDel(args *skel.CmdArgs) error {
-	c, _, err := parse(args, false)
-	if err != nil {
-		return err
+	var name, pinDir string
+	if c, err := conf.Parse(args.StdinData); err == nil {
+		name, pinDir = c.Name, c.PinDir
+	} else {
+		name, pinDir = conf.DelTarget(args.StdinData)
+		logf("DEL of container %s: the config is invalid (%v); removing what ADD recorded for it anyway (network %q, pinDir %s)",
+			args.ContainerID, err, name, pinDir)
 	}
-	return withPinned(c.PinDir, true, func(o *node.Objects) error {
-		if err := enroll.Remove(o, c.Name, args.ContainerID, args.IfName); err != nil {
-			return types.NewError(ErrEnroll, "removing container "+args.ContainerID, err.Error())
+	err := withPinned(pinDir, true, func(o *node.Objects) error {
+		if name == "" {
+			_, err := enroll.RemoveContainer(o, args.ContainerID, args.IfName)
+			return err
 		}
-		return nil
+		return enroll.Remove(o, name, args.ContainerID, args.IfName)
 	})
+	if err != nil {
+		logf("DEL of container %s: not everything could be undone (left for GC): %v", args.ContainerID, err)
+	}
+	return nil
 }
 
 // withPinned runs fn on the node's pinned objects, for the commands that
@@ -252,75 +274,4 @@ func cmdStatus(args *skel.CmdArgs) error {
 		}
 	}
 	return nil
-}
-
-// printStatus serves operators ("socksplice status [pinDir]"): the node's
-// stamp, the cached auto verdict, enrolled attachments and counters, as JSON.
-func printStatus(args []string) int {
-	dir := conf.DefaultPinDir
-	if len(args) > 0 {
-		dir = args[0]
-	}
-	o, err := node.Open(dir)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %s: %v\n", dir, err)
-		return 1
-	}
-	defer o.Close()
-	meta, err := o.ReadMeta()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: reading metadata: %v\n", err)
-		return 1
-	}
-	f := engine.Probe()
-	verdicts, err := engine.Cached(o, f.Kernel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
-		return 1
-	}
-	recs, err := enroll.Records(o)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: reading attachments: %v\n", err)
-		return 1
-	}
-	ctr, err := counters.Read(o.Counters)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
-		return 1
-	}
-	type attachment struct {
-		Network, ContainerID, IfName string
-		NetnsCookie                  uint64
-		Engine                       string
-	}
-	type metadata struct {
-		node.Meta
-		engine.Verdicts // those that still hold
-	}
-	out := struct {
-		PinDir        string          `json:"pinDir"`
-		Meta          metadata        `json:"meta"`
-		SpliceProgram bool            `json:"spliceProgram"` // the splice engine's program is pinned
-		Attachments   []attachment    `json:"attachments"`
-		Counters      counters.Totals `json:"counters"`
-		Kernel        engine.Features `json:"kernel"`
-		// Why mode auto cannot pick the splice engine here (and mode
-		// splice fails ADD): empty where it can.
-		SpliceUnavailable string `json:"spliceUnavailable,omitempty"`
-	}{PinDir: dir, Meta: metadata{meta, verdicts}, SpliceProgram: o.Splice != nil, Counters: ctr, Kernel: f, Attachments: []attachment{}}
-	var unavail *engine.ErrUnavailable
-	if _, err := engine.Decide(engine.Splice, f, o, ""); errors.As(err, &unavail) {
-		out.SpliceUnavailable = unavail.Why
-	}
-	for k, r := range recs {
-		a := attachment{NetnsCookie: r.Netns, Engine: r.Engine()}
-		a.Network, a.ContainerID, a.IfName, _ = r.Identity(k)
-		out.Attachments = append(out.Attachments, a)
-	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(out); err != nil {
-		return 1
-	}
-	return 0
 }

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
-// Package counters reads the BPF programs' counters from the node's pinned
-// counters map (the objects' .bss: one slot of struct ss_counters per CPU,
-// laid out by the ABI header).
+// Package counters reads the BPF programs' counters: the node-wide ones
+// from the pinned counters map (the objects' .bss: one slot of struct
+// ss_counters per CPU, laid out by the ABI header), and the per-netns ones
+// (struct ss_ns_counters), which it also starts at enrollment and retires
+// into per-network totals when a netns leaves.
 package counters
 
 import (
@@ -62,9 +64,10 @@ func sum(buf []byte) (Totals, error) {
 
 // MarshalJSON names each counter after its field in the ABI header, in
 // lowerCamelCase (splice_abi_mismatch: "spliceAbiMismatch").
-func (t Totals) MarshalJSON() ([]byte, error) {
+func (t Totals) MarshalJSON() ([]byte, error) { return marshalCamel(reflect.ValueOf(t)) }
+
+func marshalCamel(v reflect.Value) ([]byte, error) {
 	out := map[string]uint64{}
-	v := reflect.ValueOf(t)
 	for i := range v.NumField() {
 		if f := v.Type().Field(i); f.IsExported() && f.Type.Kind() == reflect.Uint64 {
 			out[string(f.Name[0]+'a'-'A')+f.Name[1:]] = v.Field(i).Uint()

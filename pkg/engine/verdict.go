@@ -4,7 +4,10 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -34,7 +37,13 @@ type SelfTest struct {
 type Verdicts struct {
 	SelfTest   *SelfTest `json:"selfTest,omitempty"` // the sockmap engine's
 	SpliceTest *SelfTest `json:"spliceTest,omitempty"`
+	// Noticed holds the decisions already told to the operator (see
+	// FirstNotice), newest last.
+	Noticed []string `json:"noticed,omitempty"`
 }
+
+// maxNoticed bounds Noticed: the meta document has a fixed size.
+const maxNoticed = 16
 
 func (v *Verdicts) of(eng string) **SelfTest {
 	if eng == Splice {
@@ -133,4 +142,24 @@ func Verdict(eng string, f Features, o *node.Objects, exe string) (Decision, err
 		return Decision{}, fmt.Errorf("caching self-test result: %w", err)
 	}
 	return Decision{Engine: st.Engine, Reason: st.Reason, Detail: st.Details}, nil
+}
+
+// FirstNotice reports whether decision d for mode is new on this node: the
+// first ADD that gets a decision tells the operator, the next thousand stay
+// quiet. It remembers the decision as told.
+func FirstNotice(o *node.Objects, mode string, d Decision) (bool, error) {
+	sum := sha256.Sum256([]byte(mode + "\x00" + d.Engine + "\x00" + d.Reason))
+	key := hex.EncodeToString(sum[:8])
+	var v Verdicts
+	if err := o.GetMeta(node.MetaEngine, &v); err != nil {
+		return false, err
+	}
+	if slices.Contains(v.Noticed, key) {
+		return false, nil
+	}
+	v.Noticed = append(v.Noticed, key)
+	if n := len(v.Noticed); n > maxNoticed {
+		v.Noticed = v.Noticed[n-maxNoticed:]
+	}
+	return true, o.PutMeta(node.MetaEngine, v)
 }

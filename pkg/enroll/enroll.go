@@ -24,6 +24,7 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
@@ -154,6 +155,11 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	if err = putRecord(o, key, &rec); err != nil {
 		return fmt.Errorf("storing attachment record: %w", err)
 	}
+	// The counters first: the programs count for a netns from the moment
+	// it is enrolled.
+	if err = counters.StartNS(o, cookie); err != nil {
+		return err
+	}
 	pol := policyValue(a.Policy, splice)
 	if err = o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("enrolling netns: %w", err)
@@ -222,6 +228,35 @@ func Remove(o *node.Objects, network, containerID, ifname string) error {
 	return undo(o, key, rec, network, containerID, ifname)
 }
 
+// RemoveContainer undoes Add for every network's attachment of
+// containerID on ifname, for a DEL whose config no longer names its
+// network. It returns how many it removed.
+func RemoveContainer(o *node.Objects, containerID, ifname string) (int, error) {
+	return removeWhere(o, func(_, cid, ifn string) bool { return cid == containerID && ifn == ifname })
+}
+
+// removeWhere undoes the recorded attachments whose identity match selects.
+func removeWhere(o *node.Objects, match func(network, containerID, ifname string) bool) (int, error) {
+	recs, err := Records(o)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for key, rec := range recs {
+		net, cid, ifn, ok := rec.Identity(key)
+		if !ok || !match(net, cid, ifn) {
+			continue
+		}
+		if err := undo(o, key, rec, net, cid, ifn); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
 func detachLinks(o *node.Objects, network, containerID, ifname string) error {
 	return errors.Join(cgroup.Detach(linkPin(o, network, containerID, ifname)),
 		ignoreNameTooLong(cgroup.Detach(legacyLinkPin(o, network, containerID, ifname))))
@@ -250,6 +285,9 @@ func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifnam
 		return r.Netns == rec.Netns && r.Flags&RecordOff == 0
 	}) {
 		errs = append(errs, ignoreMissing(o.Enroll.Delete(rec.Netns)))
+		// Losing a container's counts is not worth failing DEL (and the
+		// chain's DEL after it) for: Retire drops the entry regardless.
+		_ = counters.Retire(o, rec.Netns, network)
 	}
 	return errors.Join(errs...)
 }
@@ -275,22 +313,7 @@ type ID struct{ ContainerID, IfName string }
 // GC removes the attachments of network that are not in keep and returns
 // how many it removed.
 func GC(o *node.Objects, network string, keep []ID) (int, error) {
-	recs, err := Records(o)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var errs []error
-	for key, rec := range recs {
-		net, cid, ifn, ok := rec.Identity(key)
-		if !ok || net != network || slices.Contains(keep, ID{cid, ifn}) {
-			continue
-		}
-		if err := undo(o, key, rec, net, cid, ifn); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n++
-	}
-	return n, errors.Join(errs...)
+	return removeWhere(o, func(net, cid, ifn string) bool {
+		return net == network && !slices.Contains(keep, ID{cid, ifn})
+	})
 }

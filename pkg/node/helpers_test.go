@@ -20,7 +20,7 @@ import (
 // The loopback connections of splice_test.go run in testenv helpers.
 func TestMain(m *testing.M) { testenv.TestMain(m) }
 
-var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "attachments", "meta"}
+var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "ns_counters", "retired_counters", "selftest", "attachments", "meta"}
 
 // progPins are the programs a Load pins: the splice engine's only where the
 // kernel has its kfuncs (the VM loads the module; this host has none).
@@ -56,13 +56,16 @@ func objIDs(t *testing.T, o *node.Objects) ids {
 	t.Helper()
 	return ids{
 		Maps: map[string]ebpf.MapID{
-			"pairs":        testenv.MapID(t, o.Pairs),
-			"enroll":       testenv.MapID(t, o.Enroll),
-			"local_addrs":  testenv.MapID(t, o.LocalAddrs),
-			"domain_addrs": testenv.MapID(t, o.DomainAddrs),
-			"counters":     testenv.MapID(t, o.Counters),
-			"attachments":  testenv.MapID(t, o.Attach),
-			"meta":         testenv.MapID(t, o.Meta),
+			"pairs":            testenv.MapID(t, o.Pairs),
+			"enroll":           testenv.MapID(t, o.Enroll),
+			"local_addrs":      testenv.MapID(t, o.LocalAddrs),
+			"domain_addrs":     testenv.MapID(t, o.DomainAddrs),
+			"counters":         testenv.MapID(t, o.Counters),
+			"ns_counters":      testenv.MapID(t, o.NsCounters),
+			"retired_counters": testenv.MapID(t, o.Retired),
+			"selftest":         testenv.MapID(t, o.SelfTestNetns),
+			"attachments":      testenv.MapID(t, o.Attach),
+			"meta":             testenv.MapID(t, o.Meta),
 		},
 		Progs: progIDs(t, o),
 	}

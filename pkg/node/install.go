@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -29,14 +30,30 @@ var (
 		MaxEntries: 65536, Pinning: ebpf.PinByName}
 	metaSpec = &ebpf.MapSpec{Name: "meta", Type: ebpf.Array, KeySize: 4, ValueSize: metaValueSize,
 		MaxEntries: metaKeys, Pinning: ebpf.PinByName}
+	// What netns no longer enrolled counted, summed per network (and the
+	// self-test's under its own name): key SHA-256 of the name, value
+	// struct ss_ns_counters then the name.
+	retiredSpec = &ebpf.MapSpec{Name: "retired_counters", Type: ebpf.Hash, KeySize: 32,
+		ValueSize: uint32(RetiredValueSize), MaxEntries: 4096, Pinning: ebpf.PinByName}
+)
+
+// RetiredValueSize is the size of one retired_counters value: the
+// counters (struct ss_ns_counters) and a network name of up to
+// RetiredNameSize bytes.
+const (
+	RetiredNameSize  = 256
+	RetiredValueSize = int(unsafe.Sizeof(sbpf.AbiSsNsCounters{})) + RetiredNameSize
 )
 
 // Pin names that differ from the objects' own names.
 const (
-	countersPin = "counters" // the objects' .bss
-	sockopsPin  = "sockops"
-	msgPin      = "msg"
-	splicePin   = "splice"
+	countersPin     = "counters" // the objects' .bss
+	nsCountersPin   = sbpf.SockspliceMapNsCounters
+	selfTestPin     = "selftest"
+	selfTestSection = ".data.selftest"
+	sockopsPin      = "sockops"
+	msgPin          = "msg"
+	splicePin       = "splice"
 )
 
 func progPin(dir, name string) string { return filepath.Join(dir, ProgsDir, name) }
@@ -51,20 +68,28 @@ func progPin(dir, name string) string { return filepath.Join(dir, ProgsDir, name
 // not; so the .bss is pinned as "counters", keeps the flag its pins have
 // always had, and has no contents to write: a fresh array is zero anyway.
 //
+// socksplice.o's .data.selftest (the self-test's netns cookie) is pinned
+// as "selftest" the same way, so that the self-test of a later run can set
+// it; zero on a fresh load, no self-test running.
+//
 // Other data sections (splice.o's .rodata: the ABI version it was built
 // with) belong to their object alone and are not pinned.
 func pinMaps(spec *ebpf.CollectionSpec) {
 	for name, m := range spec.Maps {
-		if strings.HasPrefix(name, ".") && name != ".bss" {
+		if strings.HasPrefix(name, ".") && name != ".bss" && name != selfTestSection {
 			continue
 		}
 		m.Pinning = ebpf.PinByName
-		if name != ".bss" {
+		switch name {
+		case ".bss":
+			m.Name = countersPin
+			if features.HaveMapFlag(features.BPF_F_MMAPABLE) == nil {
+				m.Flags |= unix.BPF_F_MMAPABLE
+			}
+		case selfTestSection:
+			m.Name = selfTestPin
+		default:
 			continue
-		}
-		m.Name = countersPin
-		if features.HaveMapFlag(features.BPF_F_MMAPABLE) == nil {
-			m.Flags |= unix.BPF_F_MMAPABLE
 		}
 		m.Contents = nil
 		for v, vs := range spec.Variables {
@@ -158,6 +183,8 @@ func install(dir string) (*Objects, error) {
 	o.LocalAddrs = coll.DetachMap("local_addrs")
 	o.DomainAddrs = coll.DetachMap("domain_addrs")
 	o.Counters = coll.DetachMap(".bss")
+	o.NsCounters = coll.DetachMap(nsCountersPin)
+	o.SelfTestNetns = coll.DetachMap(selfTestSection)
 	o.SockOps = coll.DetachProgram(sbpf.SockspliceProgSockspliceSockops)
 	o.Msg = coll.DetachProgram(sbpf.SockspliceProgSockspliceMsg)
 
@@ -165,6 +192,14 @@ func install(dir string) (*Objects, error) {
 		return nil, err
 	}
 	if o.Meta, err = openMap(metaSpec, dir); err != nil {
+		return nil, err
+	}
+	if o.Retired, err = openMap(retiredSpec, dir); err != nil {
+		return nil, err
+	}
+	// A node upgraded from a build without per-netns counters has
+	// enrolled netns without an entry: give them one.
+	if err := o.backfillNsCounters(); err != nil {
 		return nil, err
 	}
 	for pin, p := range map[string]*ebpf.Program{sockopsPin: o.SockOps, msgPin: o.Msg} {
@@ -314,4 +349,22 @@ func runsSplice(l link.Link) (bool, error) {
 		return false, err
 	}
 	return pi.Name != "" && strings.HasPrefix(sbpf.SpliceProgSockspliceSplice, pi.Name), nil
+}
+
+// backfillNsCounters gives every enrolled netns a counters entry, keeping
+// those it has.
+func (o *Objects) backfillNsCounters() error {
+	var (
+		cookie uint64
+		zero   sbpf.AbiSsNsCounters
+		pol    sbpf.AbiSsPolicy
+	)
+	it := o.Enroll.Iterate()
+	for it.Next(&cookie, &pol) {
+		err := o.NsCounters.Update(cookie, &zero, ebpf.UpdateNoExist)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("counters of netns %d: %w", cookie, err)
+		}
+	}
+	return it.Err()
 }

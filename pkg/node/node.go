@@ -44,8 +44,14 @@ type Objects struct {
 	LocalAddrs  *ebpf.Map // {netns, addr} -> domain
 	DomainAddrs *ebpf.Map // {domain, addr} -> netns
 	Counters    *ebpf.Map // per-CPU counter slots (the objects' .bss)
-	Attach      *ebpf.Map // attachment records (package enroll)
-	Meta        *ebpf.Map // JSON documents, see meta.go
+	NsCounters  *ebpf.Map // netns cookie -> its counters (package counters); nil on a node not yet upgraded to them
+	Retired     *ebpf.Map // counters of netns no longer enrolled, per network (package counters); nil likewise
+	// SelfTestNetns holds the netns cookie of the running self-test (one
+	// u64, 0 when none): the sk_msg program counts its messages apart.
+	// nil likewise.
+	SelfTestNetns *ebpf.Map
+	Attach        *ebpf.Map // attachment records (package enroll)
+	Meta          *ebpf.Map // JSON documents, see meta.go
 
 	SockOps *ebpf.Program
 	Msg     *ebpf.Program
@@ -164,6 +170,18 @@ func Open(dir string) (*Objects, error) {
 	return o, nil
 }
 
+// OpenUnlocked is Open without the node lock, for readers that must not
+// wait behind an ADD (a self-test holds the lock for seconds) nor delay
+// one: the metrics. It may see a node midway through an upgrade; readers
+// check layouts (counters.Read does).
+func OpenUnlocked(dir string) (*Objects, error) {
+	o, err := openPinned(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotLoaded
+	}
+	return o, err
+}
+
 func openPinned(dir string) (*Objects, error) {
 	o := &Objects{Dir: dir}
 	var err error
@@ -178,6 +196,13 @@ func openPinned(dir string) (*Objects, error) {
 	o.Pairs, o.Enroll, o.LocalAddrs = get("pairs"), get("enroll"), get("local_addrs")
 	o.DomainAddrs, o.Counters = get("domain_addrs"), get(countersPin)
 	o.Attach, o.Meta = get(attachSpec.Name), get(metaSpec.Name)
+	// Optional: a node pinned by a build before per-netns counters has
+	// neither until an ADD upgrades it, and DEL must still work there.
+	if err == nil {
+		o.NsCounters, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, nsCountersPin), nil)
+		o.Retired, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, retiredSpec.Name), nil)
+		o.SelfTestNetns, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, selfTestPin), nil)
+	}
 	if err == nil {
 		o.SockOps, err = ebpf.LoadPinnedProgram(progPin(dir, sockopsPin), nil)
 	}
@@ -198,7 +223,7 @@ func openPinned(dir string) (*Objects, error) {
 }
 
 func (o *Objects) closeObjs() {
-	for _, m := range []*ebpf.Map{o.Pairs, o.Enroll, o.LocalAddrs, o.DomainAddrs, o.Counters, o.Attach, o.Meta} {
+	for _, m := range []*ebpf.Map{o.Pairs, o.Enroll, o.LocalAddrs, o.DomainAddrs, o.Counters, o.NsCounters, o.Retired, o.SelfTestNetns, o.Attach, o.Meta} {
 		if m != nil {
 			m.Close()
 		}
@@ -215,6 +240,19 @@ func (o *Objects) Close() error {
 	o.closeObjs()
 	if o.lock != nil {
 		return o.lock.Close()
+	}
+	return nil
+}
+
+// MarkSelfTest tells the sk_msg program which netns the running self-test
+// uses (0: none), so that its messages count apart from the containers'.
+// A node without the map (not upgraded yet) ignores it.
+func (o *Objects) MarkSelfTest(cookie uint64) error {
+	if o.SelfTestNetns == nil {
+		return nil
+	}
+	if err := o.SelfTestNetns.Update(uint32(0), cookie, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("marking the self-test's netns: %w", err)
 	}
 	return nil
 }

@@ -119,8 +119,9 @@ func attach(t *testing.T, dir string, p *ebpf.Program) {
 // TestSpliceProgramSharesMaps loads the splice program, kfuncs stubbed,
 // with a node's maps, and runs loopback connections through it in a child
 // netns: it must pass the verifier, read the shared enrollment, count into
-// the shared counters for each program level that hands a socket over,
-// and each engine must leave the other's netns alone.
+// the shared counters for each program level that hands a socket over
+// (node-wide and the netns's own), and each engine must leave the other's
+// netns alone.
 func TestSpliceProgramSharesMaps(t *testing.T) {
 	o := stubbedNode(t)
 	defer o.Close()
@@ -133,6 +134,18 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 
 	cookie, connectOnce := loopbackIn(t, inner)
 	defer o.Enroll.Delete(cookie)
+	if err := counters.StartNS(o, cookie); err != nil {
+		t.Fatal(err)
+	}
+	defer o.NsCounters.Delete(cookie)
+	readNS := func(t *testing.T) counters.NS {
+		t.Helper()
+		var c counters.NS
+		if err := o.NsCounters.Lookup(cookie, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 
 	connect := func(t *testing.T, flags uint32, mptcp bool) counters.Totals {
 		t.Helper()
@@ -144,10 +157,23 @@ func TestSpliceProgramSharesMaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		nsBefore := readNS(t)
 		connectOnce(mptcp)
 		after, err := counters.Read(o.Counters)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The netns counts what the node counts, both engines' pairings
+		// as paired.
+		nsAfter := readNS(t)
+		nsGot := counters.NS{Paired: nsAfter.Paired - nsBefore.Paired, PolicyRefused: nsAfter.PolicyRefused - nsBefore.PolicyRefused,
+			NoPeer: nsAfter.NoPeer - nsBefore.NoPeer, Mptcp: nsAfter.Mptcp - nsBefore.Mptcp,
+			SpliceRefused: nsAfter.SpliceRefused - nsBefore.SpliceRefused}
+		nsWant := counters.NS{Paired: after.Paired - before.Paired + after.SplicePaired - before.SplicePaired,
+			PolicyRefused: after.PolicyRefused - before.PolicyRefused, NoPeer: after.NoPeer - before.NoPeer,
+			Mptcp: after.Mptcp - before.Mptcp, SpliceRefused: after.SpliceRefused - before.SpliceRefused}
+		if nsGot != nsWant {
+			t.Errorf("the netns's counters moved %+v, the node's %+v", nsGot, nsWant)
 		}
 		return counters.Totals{
 			Paired:        after.Paired - before.Paired,

@@ -90,7 +90,7 @@ func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
 			t.Errorf("program %s kept ID %d across the upgrade, want a new one", p, before.Progs[p])
 		}
 	}
-	for _, m := range []string{"pairs", "enroll", "local_addrs", "domain_addrs", "attachments", "meta"} {
+	for _, m := range []string{"pairs", "enroll", "local_addrs", "domain_addrs", "ns_counters", "retired_counters", "selftest", "attachments", "meta"} {
 		if after.Maps[m] != before.Maps[m] {
 			t.Errorf("map %s: ID %d after upgrade, was %d (map not reused)", m, after.Maps[m], before.Maps[m])
 		}
@@ -234,5 +234,56 @@ func TestUpgradeRecreatesGoMapsOfOldLayout(t *testing.T) {
 	}
 	if meta, err := o.ReadMeta(); err != nil || meta.Stamp != node.Stamp() {
 		t.Errorf("meta after the upgrade = %+v, %v", meta, err)
+	}
+}
+
+// A node pinned by a build before per-netns counters (no ns_counters, no
+// retired_counters): Open still works for DEL, CHECK and GC (without
+// them), and the next Load adds both and gives every netns enrolled
+// before the upgrade its counters entry.
+func TestUpgradeAddsPerNetnsCounters(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
+	o := load(t, dir)
+	const cookie = uint64(4242)
+	if err := o.Enroll.Update(cookie, sbpf.AbiSsPolicy{Flags: sbpf.PolicyEnabled}, ebpf.UpdateAny); err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	enrollID := testenv.MapID(t, o.Enroll)
+	if err := o.PutMeta(node.MetaNode, node.Meta{Stamp: "previous build"}); err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	o.Close()
+	for _, m := range []string{"ns_counters", "retired_counters", "selftest"} {
+		if err := os.Remove(filepath.Join(dir, node.MapsDir, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	old, err := node.Open(dir)
+	if err != nil {
+		t.Fatalf("Open on the previous build's pins: %v", err)
+	}
+	if old.NsCounters != nil || old.Retired != nil || old.SelfTestNetns != nil {
+		t.Errorf("Open found per-netns counters on a node that has none")
+	}
+	old.Close()
+
+	o2 := load(t, dir)
+	defer o2.Close()
+	if o2.NsCounters == nil || o2.Retired == nil || o2.SelfTestNetns == nil {
+		t.Fatalf("Load left the node without per-netns counters")
+	}
+	if testenv.MapID(t, o2.Enroll) != enrollID {
+		t.Errorf("enroll map recreated by the upgrade")
+	}
+	var c sbpf.AbiSsNsCounters
+	if err := o2.NsCounters.Lookup(cookie, &c); err != nil {
+		t.Errorf("netns enrolled before the upgrade has no counters entry: %v", err)
+	}
+	if got := dirNames(t, filepath.Join(dir, node.MapsDir)); !slices.Equal(got, sorted(mapPins)) {
+		t.Errorf("maps/ = %v, want %v", got, sorted(mapPins))
 	}
 }

@@ -28,6 +28,7 @@ import (
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
+	"github.com/socksplice/socksplice/pkg/counters"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -121,6 +122,9 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Unmarked only once the child is gone (deferred before its Wait):
+	// none of its messages may count as a container's.
+	defer o.MarkSelfTest(0)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("self-test child: %w", err)
 	}
@@ -137,10 +141,25 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	if err != nil {
 		return nil, fmt.Errorf("self-test child: bad netns cookie %q", cookieStr)
 	}
-	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+	// Its own counters entry, retired under counters.SelfTest afterwards:
+	// the self-test's connections count in no container or network.
+	// Its redirected messages count apart too (node-wide counters).
+	done := func() {
+		o.Enroll.Delete(cookie)
+		counters.Retire(o, cookie, counters.SelfTest)
+	}
+	if err := counters.StartNS(o, cookie); err != nil {
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
-	defer o.Enroll.Delete(cookie)
+	if err := o.MarkSelfTest(cookie); err != nil {
+		done()
+		return nil, fmt.Errorf("self-test enroll: %w", err)
+	}
+	if err := o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
+		done()
+		return nil, fmt.Errorf("self-test enroll: %w", err)
+	}
+	defer done()
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,9 @@
 package e2e
 
 import (
+	"bytes"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +106,50 @@ func TestAutoNeverLosesData(t *testing.T) {
 	spliceOK := !strings.Contains(v.Reason, selftest.CheckSpliceRead)
 	if intact != spliceOK {
 		t.Errorf("self-test said splice(2) readers are safe=%v, but the bridge topology shows intact=%v", spliceOK, intact)
+	}
+}
+
+// TestAutoTellsTheOperator: where auto cannot pick the splice engine, every
+// ADD says why on stderr (the runtime's log), and the system log (here the
+// kernel log: no syslog daemon) gets it once per node and decision, not
+// once per container.
+func TestAutoTellsTheOperator(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.222.0.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "auto"}})
+	var stderr bytes.Buffer
+	n.LogTo(t, &stderr)
+	for _, name := range []string{"a", "b", "c"} {
+		n.MustAdd(t, testenv.NewContainer(t, name))
+	}
+	o, err := node.Open(n.PinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := engine.Decide(engine.Auto, engine.Probe(), o, testenv.PluginBinary(t))
+	o.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 3
+	if d.Engine == engine.Splice {
+		want = 0 // nothing to tell
+	}
+	said := strings.Count(stderr.String(), "network "+n.Name+": mode auto (from config)")
+	out, err := exec.Command("dmesg").Output()
+	if err != nil {
+		t.Fatalf("dmesg: %v", err)
+	}
+	var logged []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "socksplice[") && strings.Contains(l, "network "+n.Name+":") {
+			logged = append(logged, l)
+		}
+	}
+	if said != want || len(logged) != min(want, 1) {
+		t.Errorf("auto chose %s: stderr told %d of 3 ADDs (want %d), the kernel log %d times (want %d):\n%s\n%s",
+			d.Engine, said, want, len(logged), min(want, 1), stderr.String(), strings.Join(logged, "\n"))
+	}
+	if len(logged) > 0 {
+		t.Logf("kernel log (dmesg): %.300s", logged[0])
 	}
 }

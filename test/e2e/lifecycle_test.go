@@ -4,15 +4,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/containernetworking/cni/libcni"
@@ -192,8 +196,11 @@ func TestParallelAdds(t *testing.T) {
 	if node.HaveSpliceKfuncs() {
 		wantProgs = 3 // and the splice engine's, where its module is loaded
 	}
-	if len(ents) != 7 || len(progs) != wantProgs {
-		t.Errorf("pin dir holds %d maps and %d programs, want one set (7 and %d)", len(ents), len(progs), wantProgs)
+	if len(ents) != 10 || len(progs) != wantProgs {
+		t.Errorf("pin dir holds %d maps and %d programs, want one set (10 and %d)", len(ents), len(progs), wantProgs)
+	}
+	if got := mapLen(t, o.NsCounters); got != total {
+		t.Errorf("per-netns counters map has %d entries, want one per enrolled netns (%d)", got, total)
 	}
 	// The first two containers still pair through the shared objects.
 	o.Close() // the node lock: the Meter opens the pins itself
@@ -247,4 +254,140 @@ func TestGCAndStatus(t *testing.T) {
 	if ids, _ := cgroup.AttachedIDs(b.Cgroup); len(ids) != 0 {
 		t.Errorf("GC left programs on %s: %v", b.Cgroup, ids)
 	}
+}
+
+// TestDelWithConfigTypo: the conflist gained a typo after ADD (an operator
+// edited it). DEL of the socksplice entry cannot parse its config, yet it
+// must succeed and undo its own ADD, so that the chain's DEL reaches the
+// bridge and host-local and the container's address is released.
+func TestDelWithConfigTypo(t *testing.T) {
+	testenv.RequireRoot(t)
+	n, a, b := pair(t, map[string]any{"mode": "sockmap"}, "10.218.0.0/24")
+	ip := a.IP(n)
+	leases := filepath.Join(ipamDataDir(t, n), n.Name)
+	for _, c := range []*testenv.Container{a, b} {
+		if _, err := os.Stat(filepath.Join(leases, c.IP(n).String())); err != nil {
+			t.Fatalf("host-local lease of %s after ADD: %v", c.ID, err)
+		}
+	}
+
+	for _, tc := range []struct {
+		c    *testenv.Container
+		typo func(p map[string]any)
+	}{
+		// a misspelt key, and a field that no longer validates
+		{a, func(p map[string]any) { p["mdoe"] = p["mode"]; delete(p, "mode") }},
+		{b, func(p map[string]any) { p["ringKiB"] = 3 }},
+	} {
+		bad := editPlugin(t, n, "socksplice", tc.typo)
+		var log bytes.Buffer
+		n.LogTo(t, &log)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := n.CNI.DelNetworkList(ctx, bad, &libcni.RuntimeConf{ContainerID: tc.c.ID, NetNS: tc.c.Netns, IfName: "eth0"})
+		cancel()
+		if err != nil {
+			t.Fatalf("DEL of %s with a typo in the config: %v", tc.c.ID, err)
+		}
+		if _, err := os.Stat(filepath.Join(leases, tc.c.IP(n).String())); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("host-local lease of %s still there after DEL (stat: %v): the chain's DEL stopped", tc.c.ID, err)
+		}
+		if !strings.Contains(log.String(), "the config is invalid") {
+			t.Errorf("DEL said nothing about the invalid config; stderr:\n%s", log.String())
+		}
+		t.Logf("DEL %s with a config typo: ok, lease released; plugin said: %s", tc.c.ID, strings.TrimSpace(log.String()))
+	}
+	assertNodeEmpty(t, n.PinDir, a, b)
+	t.Logf("lease of %s released, enrollment maps and pins empty", ip)
+}
+
+// ipamDataDir is where the network's host-local keeps its leases.
+func ipamDataDir(t *testing.T, n *testenv.Network) string {
+	t.Helper()
+	var p struct {
+		IPAM struct {
+			DataDir string `json:"dataDir"`
+		} `json:"ipam"`
+	}
+	if err := json.Unmarshal(n.List.Plugins[0].Bytes, &p); err != nil || p.IPAM.DataDir == "" {
+		t.Fatalf("bridge plugin config has no ipam.dataDir (%v): %s", err, n.List.Plugins[0].Bytes)
+	}
+	return p.IPAM.DataDir
+}
+
+// editPlugin returns n's conflist with the plugin of type typ changed by edit.
+func editPlugin(t *testing.T, n *testenv.Network, typ string, edit func(map[string]any)) *libcni.NetworkConfigList {
+	t.Helper()
+	var list map[string]any
+	if err := json.Unmarshal(n.List.Bytes, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list["plugins"].([]any) {
+		if pm := p.(map[string]any); pm["type"] == typ {
+			edit(pm)
+		}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestPodAnnotationMode: a pod's socksplice.io/mode annotation (passed by
+// CRI runtimes in runtimeConfig) overrides the network's mode for that
+// pod: "off" keeps it on plain TCP in a sockmap network, "sockmap" pairs
+// it in a network that is off. A bad value fails its ADD, naming it.
+func TestPodAnnotationMode(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.217.0.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "sockmap"}})
+	a, b := testenv.NewContainer(t, "a"), testenv.NewContainer(t, "optout")
+	b.Annotations = map[string]string{"socksplice.io/mode": "off", "team": "x"}
+	n.MustAdd(t, a)
+	n.MustAdd(t, b)
+	m := n.Meter(t, a, b)
+	exchange(t, b, a, netip.AddrPortFrom(b.IP(n), 5010), 8<<20, 500, 0)
+	d, veth := m.Counters(), m.VethBytes()
+	if d.Paired != 0 || d.RedirectBytes != 0 || veth[0] < 8<<20 {
+		t.Errorf("opted-out pod: paired +%d, redirected +%d B, veth carried %d B; want 0, 0 and the payload", d.Paired, d.RedirectBytes, veth[0])
+	}
+	t.Logf("socksplice.io/mode=off: paired +%d, veth carried %d B of 2x8 MiB: plain TCP", d.Paired, veth[0])
+
+	off := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.217.1.0/24", PinDir: testenv.PinDir(t), Plugin: map[string]any{"mode": "off"}})
+	c, e := testenv.NewContainer(t, "c"), testenv.NewContainer(t, "e")
+	c.Annotations = map[string]string{"socksplice.io/mode": "sockmap"}
+	e.Annotations = map[string]string{"socksplice.io/mode": "sockmap"}
+	off.MustAdd(t, c)
+	off.MustAdd(t, e)
+	sockmapExchange(t, "socksplice.io/mode=sockmap in a network that is off", off, c, e, 5011, 8<<20, 510)
+
+	bad := testenv.NewContainer(t, "bad")
+	bad.Annotations = map[string]string{"socksplice.io/mode": "fast"}
+	_, err := n.Add(t, bad)
+	if err == nil || !strings.Contains(err.Error(), `socksplice.io/mode="fast"`) {
+		t.Errorf("ADD with socksplice.io/mode=fast: %v; want an error naming the annotation", err)
+	}
+}
+
+// TestCNIVersion031: flannel, Calico and Cilium ship their conflists at
+// cniVersion 0.3.1; chained there, ADD pairs and DEL undoes it.
+func TestCNIVersion031(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := testenv.NewNetwork(t, testenv.NetOpts{Subnet: "10.216.0.0/24", PinDir: testenv.PinDir(t), Version: "0.3.1", Plugin: map[string]any{"mode": "sockmap"}})
+	a, b := testenv.NewContainer(t, "a"), testenv.NewContainer(t, "b")
+	for _, c := range []*testenv.Container{a, b} {
+		if r := n.MustAdd(t, c); r == nil || len(r.IPs) == 0 {
+			t.Fatalf("ADD %s at 0.3.1: result %+v", c.ID, r)
+		}
+	}
+	sockmapExchange(t, "cniVersion 0.3.1", n, b, a, 5012, 4<<20, 520)
+	for _, c := range []*testenv.Container{a, b} {
+		if err := n.Del(t, c); err != nil {
+			t.Fatalf("DEL %s at 0.3.1: %v", c.ID, err)
+		}
+	}
+	assertNodeEmpty(t, n.PinDir, a, b)
 }

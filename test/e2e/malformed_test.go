@@ -69,7 +69,7 @@ func TestMalformedConfigs(t *testing.T) {
 		{"loopback not a bool", base("loopback", "yes"), types.ErrDecodingFailure, "loopback"},
 		{"missing prevResult", base("prevResult", nil), types.ErrInvalidNetworkConfig, "prevResult"},
 		{"unparsable prevResult", base("prevResult", map[string]any{"cniVersion": "1.1.0", "ips": "x"}), types.ErrInvalidNetworkConfig, "prevResult"},
-		{"unsupported old cniVersion", base("cniVersion", "0.3.1"), types.ErrIncompatibleCNIVersion, "CNI version"},
+		{"unsupported old cniVersion", base("cniVersion", "0.2.0"), types.ErrIncompatibleCNIVersion, "CNI version"},
 		{"unsupported new cniVersion", base("cniVersion", "2.0.0"), types.ErrIncompatibleCNIVersion, "CNI version"},
 		{"relative pinDir", base("pinDir", "sys/fs/bpf/x"), types.ErrInvalidNetworkConfig, "pinDir"},
 		{"pinDir with ..", base("pinDir", "/sys/fs/bpf/../x"), types.ErrInvalidNetworkConfig, "pinDir"},

@@ -38,7 +38,7 @@ func newCtrNet(t *testing.T, subnet string, plugin map[string]any) *ctrNet {
 	t.Helper()
 	RequireContainerd(t)
 	requireBPFFS(t)
-	sfx := randSuffix()
+	sfx := nameSuffix()
 	n := &ctrNet{sfx: sfx, name: "ssctrd-" + sfx, bridge: "ssctrd" + sfx, dataDir: t.TempDir(), pinDir: testenv.PinDir(t)}
 	p := map[string]any{"pinDir": n.pinDir}
 	for k, v := range plugin {

@@ -14,20 +14,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -295,8 +293,7 @@ type CtrTask struct {
 // CNIID is the container ID ctr passes to CNI.
 func (k *CtrTask) CNIID() string { return "default-" + k.ID }
 
-// RunCtr starts `ctr run -d --cni --rootfs` of a fresh busybox+boxtool
-// rootfs running argv with env. Detached, as a user runs a service: ctr
+// RunCtr starts `ctr run -d --cni --rootfs` of a fresh busyboxRootfs running argv with env. Detached, as a user runs a service: ctr
 // then never runs DEL (in the foreground it does, when the task exits).
 // ctr 1.6 reads its CNI config only from /etc/cni/net.d and /opt/cni/bin,
 // and libcni caches in /var/lib/cni: it runs in a mount namespace of its
@@ -305,7 +302,7 @@ func (k *CtrTask) CNIID() string { return "default-" + k.ID }
 // at cleanup if still there.
 func (c *Containerd) RunCtr(t *testing.T, id string, env []string, argv ...string) *CtrTask {
 	t.Helper()
-	rootfs := BoxRootfs(t)
+	rootfs := busyboxRootfs(t)
 	for _, d := range []string{"/etc/cni/net.d", "/opt/cni/bin", "/var/lib/cni"} {
 		mountPoint(t, d)
 	}
@@ -393,85 +390,6 @@ func mountPoint(t *testing.T, dir string) {
 	})
 }
 
-var (
-	boxOnce sync.Once
-	boxBin  string
-	boxErr  error
-)
-
-// Boxtool builds test/runtime/boxtool static, once per test binary, and
-// returns its path.
-func Boxtool(t *testing.T) string {
-	t.Helper()
-	boxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ss-boxtool-")
-		if err != nil {
-			boxErr = err
-			return
-		}
-		boxBin = filepath.Join(dir, "boxtool")
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", boxBin, "./boxtool")
-		cmd.Dir = filepath.Dir(file)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			boxErr = fmt.Errorf("building boxtool: %v\n%s", err, out)
-		}
-	})
-	if boxErr != nil {
-		t.Fatal(boxErr)
-	}
-	return boxBin
-}
-
-// removeBoxtool deletes what Boxtool built; TestMain calls it.
-func removeBoxtool() {
-	if boxBin != "" {
-		os.RemoveAll(filepath.Dir(boxBin))
-	}
-}
-
-// boxFiles are the files of the box rootfs and image: path -> content
-// source on the host; directories are listed with "".
-func boxFiles(t *testing.T) [][2]string {
-	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skipf("SKIP: needs busybox (apt-get install busybox-static): %v", err)
-	}
-	if !isStatic(bb) {
-		t.Skipf("SKIP: %s is not a static executable; needs busybox-static", bb)
-	}
-	return [][2]string{
-		{"bin", ""}, {"dev", ""}, {"proc", ""}, {"sys", ""}, {"etc", ""}, {"tmp", ""},
-		{"bin/busybox", bb}, {"bin/sh", bb}, {"bin/sleep", bb}, {"boxtool", Boxtool(t)},
-	}
-}
-
-// BoxRootfs returns a fresh rootfs directory with busybox (as sh and
-// sleep) and /boxtool, removed at cleanup.
-func BoxRootfs(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range boxFiles(t) {
-		p := filepath.Join(dir, f[0])
-		if f[1] == "" {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		b, err := os.ReadFile(f[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // ImportImages builds an OCI image archive holding the box files once,
 // named both PauseImage (entrypoint "boxtool pause") and BoxImage, and
 // imports it into namespace ns with `ctr images import` (the CRI's
@@ -479,7 +397,7 @@ func BoxRootfs(t *testing.T) string {
 func (c *Containerd) ImportImages(t *testing.T, ns string) {
 	t.Helper()
 	archive := filepath.Join(t.TempDir(), "images.tar")
-	if err := writeOCIArchive(archive, boxFiles(t), map[string][]string{
+	if err := writeOCIArchive(archive, busyboxRootfs(t), map[string][]string{
 		PauseImage: {"/boxtool", "pause"},
 		BoxImage:   {"/bin/sleep", "3600"},
 	}); err != nil {
@@ -488,29 +406,37 @@ func (c *Containerd) ImportImages(t *testing.T, ns string) {
 	c.MustCtr(t, "-n", ns, "images", "import", "--snapshotter", "native", "--all-platforms", archive)
 }
 
-// writeOCIArchive writes an OCI image layout tarball: one layer of files,
-// and per name an image config (entrypoint) and manifest, named in
-// index.json as containerd's import reads names.
-func writeOCIArchive(path string, files [][2]string, images map[string][]string) error {
+// writeOCIArchive writes an OCI image layout tarball: one layer, the
+// tree under root, and per name an image config (entrypoint) and
+// manifest, named in index.json as containerd's import reads names.
+func writeOCIArchive(path, root string, images map[string][]string) error {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	for _, f := range files {
-		if f[1] == "" {
-			if err := tw.WriteHeader(&tar.Header{Name: f[0] + "/", Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
-				return err
-			}
-			continue
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
 		}
-		b, err := os.ReadFile(f[1])
+		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+		link, _ := os.Readlink(p) // symlinks: busybox's applets
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
 			return err
 		}
-		if _, err := tw.Write(b); err != nil {
+		h.Name, _ = filepath.Rel(root, p)
+		if err := tw.WriteHeader(h); err != nil || !fi.Mode().IsRegular() {
 			return err
 		}
+		b, err := os.ReadFile(p)
+		if err == nil {
+			_, err = tw.Write(b)
+		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if err := tw.Close(); err != nil {
 		return err
@@ -713,26 +639,3 @@ func TCPSockets(t *testing.T, nsenter []string, ports ...int) []string {
 
 // execQuiet runs a command, ignoring its output and error.
 func execQuiet(name string, args ...string) { exec.Command(name, args...).Run() }
-
-// randSuffix is a short random name suffix.
-func randSuffix() string {
-	b := make([]byte, 3)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// isStatic reports whether path is an ELF executable without an
-// interpreter: it runs in a rootfs that has no libc.
-func isStatic(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
-}

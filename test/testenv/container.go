@@ -29,8 +29,11 @@ type Container struct {
 	Netns     string // path
 	Cgroup    string // absolute cgroup directory
 	CgroupRel string // relative to the cgroup v2 root, as runtimes pass it
-	mu        sync.Mutex
-	results   map[string]*current.Result // by network name
+	// Annotations are the pod's, passed as CRI runtimes do (runtimeConfig
+	// io.kubernetes.cri.pod-annotations) when set.
+	Annotations map[string]string
+	mu          sync.Mutex
+	results     map[string]*current.Result // by network name
 }
 
 var (

@@ -15,6 +15,8 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/socksplice/socksplice/conf"
 )
 
 // NetOpts shapes a test network.
@@ -25,6 +27,7 @@ type NetOpts struct {
 	PinDir    string         // the socksplice plugin's pinDir
 	Plugin    map[string]any // socksplice plugin fields (mode, ports, ...)
 	NoCgroups bool           // do not declare the cgroupPath capability
+	Version   string         // cniVersion; 1.1.0 if empty
 }
 
 // Network is one conflist [bridge + host-local + socksplice].
@@ -51,13 +54,16 @@ func NewNetwork(t T, o NetOpts) *Network {
 	}
 	plugin := map[string]any{"type": "socksplice", "pinDir": o.PinDir}
 	if !o.NoCgroups {
-		plugin["capabilities"] = map[string]bool{"cgroupPath": true}
+		plugin["capabilities"] = map[string]bool{"cgroupPath": true, conf.CapPodAnnotations: true}
 	}
 	for k, v := range o.Plugin {
 		plugin[k] = v
 	}
+	if o.Version == "" {
+		o.Version = "1.1.0"
+	}
 	b, err := json.Marshal(map[string]any{
-		"cniVersion": "1.1.0",
+		"cniVersion": o.Version,
 		"name":       name,
 		"plugins": []any{
 			map[string]any{
@@ -114,8 +120,12 @@ func NetworkFromConfList(t T, conflist []byte) *Network {
 
 func (n *Network) rt(c *Container, withCgroup bool) *libcni.RuntimeConf {
 	rt := &libcni.RuntimeConf{ContainerID: c.ID, NetNS: c.Netns, IfName: "eth0"}
+	rt.CapabilityArgs = map[string]any{}
 	if withCgroup {
-		rt.CapabilityArgs = map[string]any{"cgroupPath": c.CgroupRel}
+		rt.CapabilityArgs["cgroupPath"] = c.CgroupRel
+	}
+	if c.Annotations != nil {
+		rt.CapabilityArgs[conf.CapPodAnnotations] = c.Annotations
 	}
 	return rt
 }

@@ -99,6 +99,13 @@ func Exchange(t T, srv, cli *Container, server, client Xfer) (s, c XferResult, e
 	t.Helper()
 	sp := srv.StartXfer(t, server)
 	cp := cli.StartXfer(t, client)
+	return awaitExchange(sp, cp, server, client, fmt.Sprintf("%s->%s", cli.ID, srv.ID), fmt.Sprintf("%s->%s", srv.ID, cli.ID))
+}
+
+// awaitExchange waits for both helpers of an exchange and checks what
+// each received against the other's seed; up and down name the client's
+// and the server's direction in errors.
+func awaitExchange(sp, cp *Proc, server, client Xfer, up, down string) (s, c XferResult, err error) {
 	var wg sync.WaitGroup
 	var serr, cerr error
 	wg.Add(2)
@@ -108,9 +115,7 @@ func Exchange(t T, srv, cli *Container, server, client Xfer) (s, c XferResult, e
 	if serr != nil || cerr != nil {
 		return s, c, fmt.Errorf("server: %v; client: %v", serr, cerr)
 	}
-	return s, c, errors.Join(
-		intact(fmt.Sprintf("%s->%s", cli.ID, srv.ID), c, s, client),
-		intact(fmt.Sprintf("%s->%s", srv.ID, cli.ID), s, c, server))
+	return s, c, errors.Join(intact(up, c, s, client), intact(down, s, c, server))
 }
 
 // intact compares what the receiver got with what the sender's seed gives.

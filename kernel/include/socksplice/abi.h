@@ -126,6 +126,28 @@ struct ss_counters {
 	__u64 splice_listen_fail; /* a listener could not be prepared */
 	__u64 splice_abi_mismatch; /* the module has another SS_ABI_VERSION */
 	__u64 mptcp;		/* an MPTCP subflow or listener: stays TCP */
+	/* The self-test's messages, counted here instead of redirect_*. */
+	__u64 selftest_redirect_msgs;
+	__u64 selftest_redirect_bytes;
+};
+
+/*
+ * ns_counters map: netns cookie -> why that netns's sockets were or were
+ * not paired. The programs touch it only where they already looked up the
+ * netns's enrollment (ESTABLISHED, listen), never per message, so
+ * per-message counters (tcp_msgs, lookup_miss, redirected bytes) stay
+ * node-wide only. The plugin creates an entry when it enrolls a netns and
+ * folds it into its network's totals when it un-enrolls it.
+ */
+struct ss_ns_counters {
+	__u64 paired;		/* paired (sockmap) or handed to the module (splice) */
+	__u64 no_peer;
+	__u64 policy_refused;
+	__u64 insert_failures;
+	__u64 splice_refused;
+	__u64 splice_listen_fail;
+	__u64 splice_abi_mismatch;
+	__u64 mptcp;
 };
 
 union ss_slot {
