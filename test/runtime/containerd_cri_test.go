@@ -150,7 +150,7 @@ func TestCRIPods(t *testing.T) {
 	srv := n.cd.RunPod(t, "srv-"+sfx, nil)
 	cli := n.cd.RunPod(t, "cli-"+sfx, nil)
 	optout := n.cd.RunPod(t, "optout-"+sfx, map[string]string{"socksplice.io/mode": "off"})
-	if st := ReadStatus(t, n.pinDir); len(st.Attachments) != 2 {
+	if st := readStatus(t, n.PinDir); len(st.Attachments) != 2 {
 		t.Errorf("socksplice status: %d attachments after 3 pods (one opted out), want 2", len(st.Attachments))
 	}
 	var servers []*criContainer
@@ -163,14 +163,14 @@ func TestCRIPods(t *testing.T) {
 	}
 
 	for i, p := range []*criPod{cli, optout} {
-		ports := BridgePorts(t, n.bridge)
-		v0, c0 := PortsBytes(t, ports), testenv.ReadCounters(t, n.pinDir)
+		ports := n.ports(t)
+		v0, c0 := n.portBytes(t), testenv.ReadCounters(t, n.PinDir)
 		x := testenv.Xfer{Role: "client", Addr: fmt.Sprintf("%s:%d", srv.IP, 5432+i), Bytes: payload, Seed: uint64(1520 + i)}
 		k := n.cd.RunContainer(t, p, "client", xferEnv(t, x), keepAlive...)
 		cr, sr := k.report(t), servers[i].report(t)
 		checkIntact(t, p.Name+"->"+srv.Name, sr, x)
 		checkIntact(t, srv.Name+"->"+p.Name, cr, srvX[i])
-		vb, d := PortsBytes(t, ports)-v0, delta(testenv.ReadCounters(t, n.pinDir), c0)
+		vb, d := n.portBytes(t)-v0, delta(testenv.ReadCounters(t, n.PinDir), c0)
 		t.Logf("CRI: pod %s %s -> pod %s %s: %d B each way, sha256 intact; veths %v carried %d B; paired +%d, redirected +%d B",
 			p.Name, cr.Local, srv.Name, cr.Remote, int64(payload), ports, vb, d.Paired, d.RedirectBytes)
 		if p == cli {

@@ -5,10 +5,8 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,12 +22,9 @@ const payload = 64 << 20 // bytes each way
 
 // ctrNet is one containerd instance with a private test network.
 type ctrNet struct {
-	cd      *Containerd
-	sfx     string // random, in every name the test gives
-	name    string
-	bridge  string
-	dataDir string
-	pinDir  string
+	*cniNet
+	cd  *Containerd
+	sfx string // random, in the names of the test's containers
 }
 
 // newCtrNet starts containerd with [bridge + host-local + socksplice
@@ -38,14 +33,14 @@ func newCtrNet(t *testing.T, subnet string, plugin map[string]any) *ctrNet {
 	t.Helper()
 	RequireContainerd(t)
 	requireBPFFS(t)
-	sfx := nameSuffix()
-	n := &ctrNet{sfx: sfx, name: "ssctrd-" + sfx, bridge: "ssctrd" + sfx, dataDir: t.TempDir(), pinDir: testenv.PinDir(t)}
-	p := map[string]any{"pinDir": n.pinDir}
+	// The CRI hands the pod's annotations only to plugins that ask.
+	p := map[string]any{"capabilities": map[string]bool{"io.kubernetes.cri.pod-annotations": true}}
 	for k, v := range plugin {
 		p[k] = v
 	}
-	n.cd = StartContainerd(t, ContainerdConflist(n.name, n.bridge, subnet, n.dataDir, p))
-	t.Cleanup(func() { delLink(n.bridge) })
+	n := &ctrNet{cniNet: newCNINet(t, "ssctrd", subnet, p), sfx: nameSuffix()}
+	// 1.0.0: the newest version containerd 1.6's libcni speaks.
+	n.cd = StartContainerd(t, n.conflist(t, "1.0.0"))
 	return n
 }
 
@@ -78,11 +73,10 @@ func TestCtrRunCNI(t *testing.T) {
 	srvX := testenv.Xfer{Role: "server", Addr: fmt.Sprintf(":%d", port), Bytes: payload, Seed: 1501}
 	srv := n.cd.RunCtr(t, "srv-"+sfx, xferEnv(t, srvX), keepAlive...)
 	srv.WaitReady(t)
-	srvIP := LeaseOf(t, n.dataDir, n.name, srv.CNIID())
+	srvIP := leaseOf(t, n.cniNet, srv.CNIID())
 
-	ports0 := BridgePorts(t, n.bridge)
-	v0 := PortsBytes(t, ports0) // the client's veth is born with the client
-	c0 := testenv.ReadCounters(t, n.pinDir)
+	v0 := n.portBytes(t) // the server's veth; the client's is born with the client
+	c0 := testenv.ReadCounters(t, n.PinDir)
 	cliX := testenv.Xfer{Role: "client", Addr: fmt.Sprintf("%s:%d", srvIP, port), Bytes: payload, Seed: 1502}
 	cli := n.cd.RunCtr(t, "cli-"+sfx, xferEnv(t, cliX), keepAlive...)
 	var sr, cr testenv.XferResult
@@ -97,9 +91,9 @@ func TestCtrRunCNI(t *testing.T) {
 	}
 	checkIntact(t, "client->server", sr, cliX)
 	checkIntact(t, "server->client", cr, srvX)
-	ports := BridgePorts(t, n.bridge)
-	vb := PortsBytes(t, ports) - v0
-	d := delta(testenv.ReadCounters(t, n.pinDir), c0)
+	ports := n.ports(t)
+	vb := n.portBytes(t) - v0
+	d := delta(testenv.ReadCounters(t, n.PinDir), c0)
 	t.Logf("ctr: %s -> %s: %d B each way, sha256 intact; veths %v carried %d B; paired +%d, redirected +%d B in +%d msgs",
 		cr.Local, cr.Remote, int64(payload), ports, vb, d.Paired, d.RedirectBytes, d.RedirectMsgs)
 	if limit := uint64(2*payload) / 1000; vb > limit {
@@ -108,7 +102,7 @@ func TestCtrRunCNI(t *testing.T) {
 	if d.Paired != 2 || d.RedirectBytes != 2*payload {
 		t.Errorf("paired +%d, redirected +%d B; want +2 and %d", d.Paired, d.RedirectBytes, 2*payload)
 	}
-	if st := ReadStatus(t, n.pinDir); len(st.Attachments) != 2 {
+	if st := readStatus(t, n.PinDir); len(st.Attachments) != 2 {
 		t.Errorf("socksplice status: %d attachments, want 2", len(st.Attachments))
 	}
 
@@ -152,18 +146,10 @@ func (n *ctrNet) taskPIDs(t *testing.T) []int {
 
 // gc runs CNI GC of the network with no valid attachment, through libcni
 // with ctr's cache: every cached attachment gets its DEL, then each plugin
-// its GC (the conflist is read as 1.1.0, the first version with GC).
+// its GC (the conflist as 1.1.0, the first version with GC).
 func (n *ctrNet) gc(t *testing.T) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(n.cd.ConfDir, "10-socksplice-test.conflist"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	json.Unmarshal(b, &m)
-	m["cniVersion"] = "1.1.0"
-	b, _ = json.Marshal(m)
-	list, err := libcni.ConfListFromBytes(b)
+	list, err := libcni.ConfListFromBytes(n.conflist(t, "1.1.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,15 +185,15 @@ func (n *ctrNet) checkNothingLeft(t *testing.T, pids []int, port int) {
 func (n *ctrNet) leftovers(t *testing.T, ports ...int) []string {
 	t.Helper()
 	var left []string
-	for name, cnt := range testenv.MapEntries(t, n.pinDir) {
+	for name, cnt := range testenv.MapEntries(t, n.PinDir) {
 		if cnt != 0 {
 			left = append(left, fmt.Sprintf("%d entries in map %s", cnt, name))
 		}
 	}
-	if l := Leases(t, n.dataDir, n.name); len(l) != 0 {
+	if l := n.leases(t); len(l) != 0 {
 		left = append(left, fmt.Sprintf("leases %v", l))
 	}
-	if p := BridgePorts(t, n.bridge); len(p) != 0 {
+	if p := n.ports(t); len(p) != 0 {
 		left = append(left, fmt.Sprintf("host veths %v (their netns still exists)", p))
 	}
 	if s := TCPSockets(t, nil, ports...); len(s) != 0 {
@@ -239,9 +225,4 @@ func requireBPFFS(t *testing.T) {
 	if err := unix.Mount("bpffs", "/sys/fs/bpf", "bpf", 0, "mode=700"); err != nil {
 		t.Fatalf("mounting bpffs on /sys/fs/bpf: %v", err)
 	}
-}
-
-// delLink deletes a link if it exists.
-func delLink(name string) {
-	execQuiet("ip", "link", "del", name)
 }

@@ -503,117 +503,18 @@ func writeOCIArchive(path, root string, images map[string][]string) error {
 	return aw.Close()
 }
 
-// ContainerdConflist is a conflist for a containerd test network: bridge
-// (its own bridge name) + host-local (subnet, leases in dataDir) +
-// socksplice (plugin fields, pinDir) at cniVersion 1.0.0, the newest
-// containerd 1.6's libcni speaks; the socksplice entry asks for the pod
-// annotations.
-func ContainerdConflist(name, bridge, subnet, dataDir string, plugin map[string]any) []byte {
-	p := map[string]any{"type": "socksplice", "capabilities": map[string]bool{"io.kubernetes.cri.pod-annotations": true}}
-	for k, v := range plugin {
-		p[k] = v
-	}
-	b, _ := json.Marshal(map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       name,
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
-				"ipam": map[string]any{"type": "host-local", "dataDir": dataDir, "ranges": [][]map[string]string{{{"subnet": subnet}}}},
-			},
-			p,
-		},
-	})
-	return b
-}
-
-// Leases returns host-local's leases in dataDir for network name: IP ->
-// container ID.
-func Leases(t *testing.T, dataDir, name string) map[string]string {
+// leaseOf returns the IP host-local leased to container ID id on n (a
+// lease file holds the ID on its first line).
+func leaseOf(t *testing.T, n *cniNet, id string) string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dataDir, name))
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]string{}
-	for _, e := range ents {
-		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip") {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join(dataDir, name, e.Name()))
-		id, _, _ := strings.Cut(string(b), "\n")
-		m[e.Name()] = strings.TrimSpace(id)
-	}
-	return m
-}
-
-// LeaseOf returns the IP host-local leased to container ID id.
-func LeaseOf(t *testing.T, dataDir, name, id string) string {
-	t.Helper()
-	for ip, owner := range Leases(t, dataDir, name) {
-		if owner == id {
+	for _, ip := range n.leases(t) {
+		b, _ := os.ReadFile(filepath.Join(n.DataDir, n.Name, ip))
+		if owner, _, _ := strings.Cut(string(b), "\n"); strings.TrimSpace(owner) == id {
 			return ip
 		}
 	}
-	t.Fatalf("no lease for %s in %s", id, filepath.Join(dataDir, name))
+	t.Fatalf("no lease for %s in %s", id, filepath.Join(n.DataDir, n.Name))
 	return ""
-}
-
-// BridgePorts returns the interfaces enslaved to bridge (the host veths).
-func BridgePorts(t *testing.T, bridge string) []string {
-	t.Helper()
-	out, err := exec.Command("ip", "-j", "link", "show", "master", bridge).Output()
-	if err != nil {
-		return nil // no bridge: no ports
-	}
-	var links []struct {
-		Name string `json:"ifname"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil {
-		t.Fatalf("ip -j link: %v", err)
-	}
-	var names []string
-	for _, l := range links {
-		names = append(names, l.Name)
-	}
-	return names
-}
-
-// PortsBytes sums rx+tx bytes of the host veths in ports.
-func PortsBytes(t *testing.T, ports []string) uint64 {
-	t.Helper()
-	var sum uint64
-	for _, p := range ports {
-		sum += testenv.VethBytes(t, p)
-	}
-	return sum
-}
-
-// Status is what `socksplice status PINDIR` prints, in the parts the tests
-// read.
-type Status struct {
-	Attachments []struct {
-		ContainerID string `json:"containerID"`
-	} `json:"attachments"`
-	Raw map[string]any `json:"-"`
-}
-
-// ReadStatus runs `socksplice status pinDir`.
-func ReadStatus(t *testing.T, pinDir string) Status {
-	t.Helper()
-	out, err := exec.Command(testenv.PluginBinary(t), "status", pinDir).Output()
-	if err != nil {
-		t.Fatalf("socksplice status %s: %v", pinDir, err)
-	}
-	var st Status
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("socksplice status: %v\n%s", err, out)
-	}
-	json.Unmarshal(out, &st.Raw)
-	return st
 }
 
 // TCPSockets returns the lines of `ss -tanoe` (all TCP sockets of the
@@ -636,6 +537,3 @@ func TCPSockets(t *testing.T, nsenter []string, ports ...int) []string {
 	}
 	return lines
 }
-
-// execQuiet runs a command, ignoring its output and error.
-func execQuiet(name string, args ...string) { exec.Command(name, args...).Run() }
