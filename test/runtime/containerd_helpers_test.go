@@ -41,6 +41,9 @@ const (
 	BoxImage   = "localhost/socksplice-box:test"
 )
 
+// runDir is containerd's runtime directory that its config cannot move.
+const runDir = "/run/containerd"
+
 // Containerd is a private containerd instance.
 type Containerd struct {
 	Dir     string // everything of this instance lives under it
@@ -72,6 +75,12 @@ func RequireContainerd(t *testing.T) {
 func StartContainerd(t *testing.T, conflist []byte) *Containerd {
 	t.Helper()
 	RequireContainerd(t)
+	// containerd 1.6 keeps shim sockets, runc state and ctr's fifos under
+	// /run/containerd whatever its config says; where the test makes that
+	// directory, it removes it again (once empty).
+	if _, err := os.Stat(runDir); os.IsNotExist(err) {
+		t.Cleanup(func() { removeEmptyDirs(runDir) })
+	}
 	dir, err := os.MkdirTemp("", "ss-ctrd-") // short: socket paths have a length limit
 	if err != nil {
 		t.Fatal(err)
@@ -536,4 +545,16 @@ func TCPSockets(t *testing.T, nsenter []string, ports ...int) []string {
 		}
 	}
 	return lines
+}
+
+// removeEmptyDirs removes dir and the directories below it, deepest first,
+// as long as they hold nothing else.
+func removeEmptyDirs(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			removeEmptyDirs(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir) // fails, as it should, where something is left
 }
