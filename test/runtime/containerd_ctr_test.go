@@ -196,7 +196,7 @@ func (n *ctrNet) leftovers(t *testing.T, ports ...int) []string {
 	if p := n.ports(t); len(p) != 0 {
 		left = append(left, fmt.Sprintf("host veths %v (their netns still exists)", p))
 	}
-	if s := TCPSockets(t, nil, ports...); len(s) != 0 {
+	if s := TCPSockets(t, ports...); len(s) != 0 {
 		left = append(left, fmt.Sprintf("sockets %q", s))
 	}
 	return left

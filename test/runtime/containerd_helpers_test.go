@@ -528,12 +528,11 @@ func leaseOf(t *testing.T, n *cniNet, id string) string {
 
 // TCPSockets returns the lines of `ss -tanoe` (all TCP sockets of the
 // host netns, timers and owners) that mention one of ports.
-func TCPSockets(t *testing.T, nsenter []string, ports ...int) []string {
+func TCPSockets(t *testing.T, ports ...int) []string {
 	t.Helper()
-	argv := append(append([]string{}, nsenter...), "ss", "-Htanoep")
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	out, err := exec.Command("ss", "-Htanoep").CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+		t.Fatalf("ss -Htanoep: %v\n%s", err, out)
 	}
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
