@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cilium/ebpf"
+
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
@@ -95,3 +97,35 @@ func RequireSpliceModule(t T) {
 func spliceRead(w io.Writer, c *net.TCPConn) (int64, string) { return selftest.SpliceRead(w, c) }
 
 func cgroupRoot() (string, error) { return cgroup.Root() }
+
+// MapEntries counts the entries of the node's per-container and
+// per-socket maps under pinDir (nil while nothing is loaded there): what
+// must be empty again once every container is gone.
+func MapEntries(t T, pinDir string) map[string]int {
+	t.Helper()
+	o, err := node.Open(pinDir)
+	if errors.Is(err, node.ErrNotLoaded) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("opening pins: %v", err)
+	}
+	defer o.Close()
+	out := map[string]int{}
+	for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll, "localAddrs": o.LocalAddrs, "domainAddrs": o.DomainAddrs, "attach": o.Attach} {
+		// Keys only: a SOCKHASH's values are sockets.
+		key := make([]byte, m.KeySize())
+		var prev any // nil: the first key
+		for n := 0; ; n++ {
+			if err := m.NextKey(prev, key); err != nil {
+				if !errors.Is(err, ebpf.ErrKeyNotExist) {
+					t.Fatalf("map %s: %v", name, err)
+				}
+				out[name] = n
+				break
+			}
+			prev = append([]byte(nil), key...)
+		}
+	}
+	return out
+}
