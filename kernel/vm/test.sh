@@ -34,14 +34,15 @@ debian-6.1 | debian-6.12)
 	;;
 esac
 # Default: every package with tests but the benchmark's (its tests are the
-# report's unit tests; make vm-bench runs the tool itself) and the
+# report's unit tests; make vm-bench runs the tool itself), the
 # runtimes' (podman and containerd need a writable /var and /run, which the
-# guest's read-only root lacks; they test the plugin against runtimes, and
-# the host's make test runs them, while what differs between kernels is
-# the engines, which test/e2e covers).
+# guest's read-only root lacks) and the installer's (it runs make and go
+# build, which need the module proxy the guest cannot reach). Those test
+# the plugin against runtimes and files, and the host's make test runs
+# them; what differs between kernels is the engines, which test/e2e covers.
 if [ ${#pkgs[@]} -eq 0 ]; then
 	mapfile -t pkgs < <(go list -tags vmtest -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./... |
-		sed "s|^$repo/||" | grep -vx -e 'test/bench' -e 'test/runtime')
+		sed "s|^$repo/||" | grep -vx -e 'test/bench' -e 'test/runtime' -e 'pkg/install')
 fi
 for p in "${pkgs[@]}"; do
 	CGO_ENABLED=0 go test -c -tags vmtest -o "$bin/$(echo "$p" | tr / _).test" "./$p"
