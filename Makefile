@@ -73,8 +73,15 @@ vet:
 
 # Packages run one at a time: the integration and semantics suites measure
 # timing-sensitive socket behaviour on a 2-core machine.
+# The runtime tests (test/runtime) run last and verbose, into
+# results/runtime.log, so that what each proved (its summary line: bytes,
+# counters, leftovers) shows in the output.
 test: vet
-	$(GO) test -count=1 -p 1 -timeout 30m ./...
+	$(GO) test -count=1 -p 1 -timeout 30m $$($(GO) list ./... | grep -v '/test/runtime$$')
+	@mkdir -p results
+	@$(GO) test -count=1 -v -timeout 15m ./test/runtime/ > results/runtime.log 2>&1; \
+		status=$$?; \
+		grep -E 'summary:|^(--- |ok|FAIL|panic)' results/runtime.log; exit $$status
 
 # The socket-semantics matrix (plain TCP vs each engine, two topologies),
 # written to results/semantics.{md,json}.

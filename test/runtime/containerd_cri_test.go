@@ -162,6 +162,7 @@ func TestCRIPods(t *testing.T) {
 		servers, srvX = append(servers, k), append(srvX, x)
 	}
 
+	var proved []string
 	for i, p := range []*criPod{cli, optout} {
 		ports := n.ports(t)
 		v0, c0 := n.portBytes(t), testenv.ReadCounters(t, n.PinDir)
@@ -171,8 +172,10 @@ func TestCRIPods(t *testing.T) {
 		checkIntact(t, p.Name+"->"+srv.Name, sr, x)
 		checkIntact(t, srv.Name+"->"+p.Name, cr, srvX[i])
 		vb, d := n.portBytes(t)-v0, delta(testenv.ReadCounters(t, n.PinDir), c0)
-		t.Logf("CRI: pod %s %s -> pod %s %s: %d B each way, sha256 intact; veths %v carried %d B; paired +%d, redirected +%d B",
-			p.Name, cr.Local, srv.Name, cr.Remote, int64(payload), ports, vb, d.Paired, d.RedirectBytes)
+		line := fmt.Sprintf("pod %s -> pod %s: %d B each way, sha256 intact; veths carried %d B; paired +%d, redirected +%d B",
+			p.Name, srv.Name, int64(payload), vb, d.Paired, d.RedirectBytes)
+		t.Logf("CRI: %s (%s -> %s, veths %v)", line, cr.Local, cr.Remote, ports)
+		proved = append(proved, line)
 		if p == cli {
 			if limit := uint64(2*payload) / 1000; vb > limit || d.Paired != 2 || d.RedirectBytes != 2*payload {
 				t.Errorf("pod %s: veths %d B (want < %d), paired +%d (want 2), redirected +%d B (want %d): not accelerated",
@@ -194,6 +197,9 @@ func TestCRIPods(t *testing.T) {
 			n.cd.MustCrictl(t, step, p.ID)
 		}
 		n.checkPodsGone(t, step, pods, 5432, 5433)
+	}
+	if !t.Failed() {
+		t.Logf("summary: crictl, 3 pods; %s; stopp and rmp: leftovers found: none", strings.Join(proved, "; "))
 	}
 }
 
