@@ -483,6 +483,23 @@ func soTimestamp(e *Env) (string, error) {
 	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TIMESTAMP, 1); err != nil {
 		return "setsockopt(SO_TIMESTAMP) -> " + errName(err), nil
 	}
+	// TCP stamps segments only once the kernel's receive timestamping is
+	// on, which the first SO_TIMESTAMP socket switches on through a
+	// deferred work item: until then plain TCP itself gives no stamp
+	// (seen on stock 7.3.4). Warm-up bytes, until one comes back stamped
+	// (at most about 1 s), let that settle, so the cell measures the path.
+	for range 40 {
+		if err := sendSettled(c, s, []byte("w")); err != nil {
+			return "", err
+		}
+		_, msgs, err := cmsgs(s, 64)
+		if err != nil {
+			return "", fmt.Errorf("recvmsg: %s", errName(err))
+		}
+		if _, ok := scmTimestamp(msgs); ok {
+			break
+		}
+	}
 	before := time.Now()
 	if err := sendSettled(c, s, []byte("stamp")); err != nil {
 		return "", err
@@ -492,15 +509,22 @@ func soTimestamp(e *Env) (string, error) {
 		return "", fmt.Errorf("recvmsg: %s", errName(err))
 	}
 	ts := "no SCM_TIMESTAMP"
+	if at, ok := scmTimestamp(msgs); ok {
+		ts = fmt.Sprintf("SCM_TIMESTAMP between the write and the read: %v",
+			!at.Before(before.Truncate(time.Microsecond)) && !at.After(time.Now()))
+	}
+	return fmt.Sprintf("read %q; %s", got, ts), nil
+}
+
+// scmTimestamp returns the SCM_TIMESTAMP among msgs, if any.
+func scmTimestamp(msgs []unix.SocketControlMessage) (time.Time, bool) {
 	for _, m := range msgs {
 		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMP && len(m.Data) >= 16 {
 			tv := (*unix.Timeval)(unsafe.Pointer(&m.Data[0]))
-			at := time.Unix(tv.Unix())
-			ts = fmt.Sprintf("SCM_TIMESTAMP between the write and the read: %v",
-				!at.Before(before.Truncate(time.Microsecond)) && !at.After(time.Now()))
+			return time.Unix(tv.Unix()), true
 		}
 	}
-	return fmt.Sprintf("read %q; %s", got, ts), nil
+	return time.Time{}, false
 }
 
 // halfCloseInflight: one end writes 4 MiB and shuts down its sending side
