@@ -6,6 +6,8 @@ package runtime
 import (
 	"strings"
 	"testing"
+
+	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // TestPodmanAuto: with mode auto the plugin decides by itself; where it
@@ -18,7 +20,7 @@ func TestPodmanAuto(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	n := newCNINet(t, "ssauto", "10.251.4.0/24", map[string]any{"mode": "auto"})
 	p.addNetwork(t, n)
-	kmsg := watchKmsg(t)
+	kmsg := testenv.TailKernelLog(t)
 
 	out, err := p.start(t, "srv", n.Name, rootfs, "--log-level=debug")
 	if err != nil {
@@ -42,10 +44,10 @@ func TestPodmanAuto(t *testing.T) {
 		strings.Count(out, "\n"), inPodman, strings.Join(cniLines, "\n  "))
 
 	if engine != "splice" {
-		if hasSyslog() {
-			t.Logf("a syslog daemon listens on /dev/log: the verdict went there (not read by this test)")
+		if testenv.HasSyslog() {
+			t.Logf("SKIP the system-log check: a syslog daemon listens on /dev/log, so the verdict went there, which this test does not read")
 		} else {
-			logged := kmsg.lines("socksplice")
+			logged := kmsg.Messages("socksplice")
 			t.Logf("kernel log (dmesg) lines of socksplice: %q", logged)
 			// The verdict's first clause: the line may be said once per
 			// node and verdict, and shortened.

@@ -9,7 +9,9 @@ package testenv
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -117,13 +119,9 @@ type KernelLog struct {
 // Without /dev/kmsg the test fails: it could not see a crash.
 func WatchKernelLog(t T) *KernelLog {
 	t.Helper()
-	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := openKernelLog()
 	if err != nil {
-		t.Fatalf("/dev/kmsg: %v (the test must see the kernel log)", err)
-	}
-	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
-		unix.Close(fd)
-		t.Fatalf("/dev/kmsg: %v", err)
+		t.Fatalf("%v (the test must see the kernel log)", err)
 	}
 	k := &KernelLog{fd: fd}
 	t.Cleanup(func() {
@@ -143,20 +141,7 @@ func (k *KernelLog) Lines() []string {
 	defer k.mu.Unlock()
 	var bad []string
 	after := 0
-	buf := make([]byte, 8192)
-	for k.fd >= 0 {
-		n, err := unix.Read(k.fd, buf)
-		if errors.Is(err, syscall.EPIPE) { // overwritten records: keep reading
-			continue
-		}
-		if err != nil || n <= 0 {
-			break
-		}
-		_, msg, ok := strings.Cut(string(buf[:n]), ";")
-		if !ok {
-			continue
-		}
-		msg = strings.TrimSpace(msg)
+	readKernelLog(k.fd, func(msg string) {
 		if KernelSplat.MatchString(msg) {
 			bad = append(bad, msg)
 			after = 40
@@ -164,8 +149,73 @@ func (k *KernelLog) Lines() []string {
 			bad = append(bad, "    "+msg)
 			after--
 		}
-	}
+	})
 	return bad
+}
+
+// openKernelLog opens /dev/kmsg at its current end.
+func openKernelLog() (int, error) {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("/dev/kmsg: %w", err)
+	}
+	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("/dev/kmsg: %w", err)
+	}
+	return fd, nil
+}
+
+// readKernelLog calls each with the message of every record logged since
+// the last read of fd (none once fd is closed, -1).
+func readKernelLog(fd int, each func(msg string)) {
+	buf := make([]byte, 8192)
+	for fd >= 0 {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, syscall.EPIPE) { // overwritten records: keep reading
+			continue
+		}
+		if err != nil || n <= 0 {
+			return
+		}
+		if _, msg, ok := strings.Cut(string(buf[:n]), ";"); ok {
+			each(strings.TrimSpace(msg))
+		}
+	}
+}
+
+// KernelTail is what the kernel log gains from the moment it was opened,
+// for tests that look for their own lines there (the plugin's notices).
+type KernelTail struct{ fd int }
+
+// TailKernelLog opens the kernel log at its end; it is closed at cleanup.
+func TailKernelLog(t T) *KernelTail {
+	t.Helper()
+	fd, err := openKernelLog()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &KernelTail{fd: fd}
+}
+
+// Messages returns the messages logged since the last call that contain
+// substr.
+func (k *KernelTail) Messages(substr string) []string {
+	var out []string
+	readKernelLog(k.fd, func(msg string) {
+		if strings.Contains(msg, substr) {
+			out = append(out, msg)
+		}
+	})
+	return out
+}
+
+// HasSyslog reports whether a syslog daemon listens on /dev/log: then the
+// plugin's notices go there, not to the kernel log.
+func HasSyslog() bool {
+	fi, err := os.Stat("/dev/log")
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // Check fails the test with every new splat line since the last check.
