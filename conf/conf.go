@@ -92,11 +92,7 @@ const (
 type NetConf struct {
 	types.NetConf
 
-	Mode Mode `json:"mode,omitempty"`
-	// ModeFrom says where Mode came from: "config", or the pod
-	// annotation that overrode it. Not part of the JSON.
-	ModeFrom string `json:"-"`
-
+	Mode          Mode          `json:"mode,omitempty"`
 	BusyPollUs    int           `json:"busyPollUs,omitempty"`
 	RingKiB       int           `json:"ringKiB,omitempty"`
 	Ports         []int         `json:"ports,omitempty"`
@@ -215,9 +211,8 @@ func Parse(data []byte) (*NetConf, error) {
 	if c.Mode == "" {
 		c.Mode = ModeAuto
 	}
-	c.ModeFrom = "config"
 	if m, ok := c.RuntimeConfig.PodAnnotations[ModeAnnotation]; ok {
-		c.Mode, c.ModeFrom = Mode(m), "pod annotation "+ModeAnnotation
+		c.Mode = Mode(m)
 	}
 	if c.RingKiB == 0 {
 		c.RingKiB = DefaultRingKiB
@@ -405,6 +400,15 @@ func jsonValueKind(v json.RawMessage) string {
 
 func trimJSONPrefix(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// ModeFrom says where Mode came from: "config", or the pod annotation that
+// overrode it.
+func (c *NetConf) ModeFrom() string {
+	if _, ok := c.RuntimeConfig.PodAnnotations[ModeAnnotation]; ok {
+		return "pod annotation " + ModeAnnotation
+	}
+	return "config"
 }
 
 // DelTarget reads, from a config that Parse rejects, what DEL needs to

@@ -366,8 +366,8 @@ func TestModeAnnotation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse(%s): %v", tt.in, err)
 		}
-		if c.Mode != tt.want || c.ModeFrom != tt.from {
-			t.Errorf("Parse(%s): mode %q from %q, want %q from %q", tt.in, c.Mode, c.ModeFrom, tt.want, tt.from)
+		if c.Mode != tt.want || c.ModeFrom() != tt.from {
+			t.Errorf("Parse(%s): mode %q from %q, want %q from %q", tt.in, c.Mode, c.ModeFrom(), tt.want, tt.from)
 		}
 	}
 }

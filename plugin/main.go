@@ -148,9 +148,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	var weaker string
 	switch {
 	case d.Engine == engine.Off:
-		weaker = fmt.Sprintf("network %s: mode %s (from %s) runs plain TCP on this node: %s", c.Name, c.Mode, c.ModeFrom, d.Reason)
+		weaker = fmt.Sprintf("network %s: mode %s (from %s) runs plain TCP on this node: %s", c.Name, c.Mode, c.ModeFrom(), d.Reason)
 	case d.Engine != engine.Splice && c.Mode == conf.ModeAuto:
-		weaker = fmt.Sprintf("network %s: mode auto (from %s) uses the %s engine on this node: %s", c.Name, c.ModeFrom, d.Engine, d.Reason)
+		weaker = fmt.Sprintf("network %s: mode auto (from %s) uses the %s engine on this node: %s", c.Name, c.ModeFrom(), d.Engine, d.Reason)
 	}
 	if weaker != "" {
 		logf("%s", weaker)
