@@ -182,23 +182,18 @@ func (n *ctrNet) checkNothingLeft(t *testing.T, pids []int, port int) {
 	n.reportLeft(t, "GC", left, fmt.Sprintf("processes %v, tasks", pids))
 }
 
-// leftovers lists what is left of the network's containers: entries in
-// the node's maps (attachments, enrollments, addresses, paired sockets),
-// host-local leases, host veths (a veth goes with its netns), TCP sockets
-// on ports in the test's netns.
+// leftovers lists what is left of the network's containers: what the
+// shared check finds without footprints (attachments, host-local leases,
+// bridge ports: a veth goes with its netns), entries in every map of the
+// node (enrollments, addresses, paired sockets), TCP sockets on ports in
+// the test's netns.
 func (n *ctrNet) leftovers(t *testing.T, ports ...int) []string {
 	t.Helper()
-	var left []string
+	left := leftovers(t, n.cniNet)
 	for name, cnt := range testenv.MapEntries(t, n.PinDir) {
 		if cnt != 0 {
 			left = append(left, fmt.Sprintf("%d entries in map %s", cnt, name))
 		}
-	}
-	if l := n.leases(t); len(l) != 0 {
-		left = append(left, fmt.Sprintf("leases %v", l))
-	}
-	if p := n.ports(t); len(p) != 0 {
-		left = append(left, fmt.Sprintf("host veths %v (their netns still exists)", p))
 	}
 	if s := TCPSockets(t, ports...); len(s) != 0 {
 		left = append(left, fmt.Sprintf("sockets %q", s))
