@@ -136,7 +136,7 @@ func Run(ctx context.Context, o Options, onState func(State)) error {
 		return err
 	}
 	onState(st)
-	werr := o.watch(ctx, onState)
+	werr := o.watch(ctx, st, onState)
 	if o.UninstallOnExit {
 		if err := Uninstall(o); err != nil {
 			return errors.Join(werr, err)

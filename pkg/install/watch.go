@@ -16,8 +16,9 @@ import (
 
 // watch resyncs our conflist whenever a config file in o.ConfDir changes,
 // until ctx ends. Bursts are debounced: another installer writing its
-// primary in several steps causes one resync after it went quiet.
-func (o *Options) watch(ctx context.Context, onState func(State)) error {
+// primary in several steps causes one resync after it went quiet. last is
+// the state the install reached, so that only news is logged.
+func (o *Options) watch(ctx context.Context, last State, onState func(State)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -28,7 +29,7 @@ func (o *Options) watch(ctx context.Context, onState func(State)) error {
 	}
 	// A change between the first sync and the watch being set up would go
 	// unseen: sync once more now that it is.
-	o.resync(onState)
+	o.resync(&last, onState)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -51,7 +52,7 @@ func (o *Options) watch(ctx context.Context, onState func(State)) error {
 			}
 			timer.Reset(o.Debounce) // events were lost: look again
 		case <-timer.C:
-			o.resync(onState)
+			o.resync(&last, onState)
 		}
 	}
 }
@@ -72,14 +73,16 @@ func (o *Options) relevant(ev fsnotify.Event) bool {
 
 // resync logs a failed sync and goes on: the file it tripped on (read
 // while being replaced, say) changes again, and the next event retries.
-func (o *Options) resync(onState func(State)) {
+// A state is logged when it is news: a write, or another state than last.
+func (o *Options) resync(last *State, onState func(State)) {
 	st, err := o.sync()
 	if err != nil {
 		o.Logf("sync failed, retrying on the next change: %v", err)
 		return
 	}
-	if st.Written || !st.Chained || st.Reason != "" {
+	if st.Written || st != *last {
 		o.Logf("%s", st)
 	}
+	*last = st
 	onState(st)
 }
