@@ -159,7 +159,16 @@ func TestHardeningBusyPollPeek(t *testing.T) {
 			if delta(m, base, "paired") < 1 {
 				t.Errorf("the splice connection was not paired")
 			}
-			if (sp.err == nil) != (tcp.err == nil) || sp.elapsed > tcp.elapsed+time.Second {
+			// TCP's wait ends at the first signal, and the Go runtime's
+			// own preemption signal (SIGURG, sent while the thread was
+			// entering recv) can come before ours: seen on the debug
+			// kernel, TCP returning its 10 bytes at once. Our signal, at
+			// 1 s, is the latest TCP would wait.
+			ref := tcp.elapsed
+			if c.signal {
+				ref = max(ref, time.Second)
+			}
+			if (sp.err == nil) != (tcp.err == nil) || sp.elapsed > ref+time.Second {
 				t.Errorf("splice returned %v, TCP %v", sp, tcp)
 			}
 		})
