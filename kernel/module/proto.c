@@ -149,17 +149,24 @@ void ss_wake_writer(struct sock *sk)
 	rcu_read_unlock();
 }
 
+/*
+ * Per message, so without the pair's lock and without a reference: the
+ * caller keeps the pair (its socket lock or a reference), and the pair's
+ * rings hold both sockets until it is freed. The peer read here may tear
+ * down at once; the wake then finds TCP's callbacks or no waiter, a
+ * spurious wake at worst, as the locked lookup allowed too.
+ */
 static void ss_kick_peer(const struct ss_ctx *c, bool reader)
 {
-	struct sock *psk = ss_peer_get(c);
+	/* Our receive ring's writer is the peer. */
+	struct sock *psk = c->p->ring[c->side]->wsk;
 
-	if (!psk)
+	if (ss_peer_gone(c))
 		return;
 	if (reader)
 		ss_wake_reader(psk);
 	else
 		ss_wake_writer(psk);
-	sock_put(psk);
 }
 
 /* ---- send ---- */
@@ -174,6 +181,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 	struct ubuf_info *uarg = NULL;
 	struct ss_ring *r = c->p->ring[!c->side];
 	int copied = 0, err = 0, n;
+	bool kick = false;
 	long timeo;
 
 	/* The ring copies, so MSG_ZEROCOPY completes at once, reported as
@@ -222,7 +230,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		if (n > 0) {
 			copied += n;
 			ss_count(ring_bytes, n);
-			ss_kick_peer(c, true);
+			kick = true;
 			continue;
 		}
 		/* Full by the limit last seen: the buffers may have grown
@@ -245,6 +253,11 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		if (!timeo) {
 			err = -EAGAIN;
 			break;
+		}
+		/* The reader makes room only once it knows what is there. */
+		if (kick) {
+			ss_kick_peer(c, true);
+			kick = false;
 		}
 		if (sk->sk_socket)
 			set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
@@ -276,6 +289,9 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			break;
 		}
 	}
+	/* One wake per call for what fitted at once. */
+	if (kick)
+		ss_kick_peer(c, true);
 	if (uarg) {
 		if (copied)
 			net_zcopy_put(uarg);
@@ -399,10 +415,9 @@ static int ss_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)
  * saw), for at most busy_poll_us; gives up at once for a signal, a
  * reschedule or a shutdown. With the socket locked.
  */
-static bool ss_busy_poll(struct sock *sk, const struct ss_ctx *c, struct ss_ring *r,
-			 u32 skip)
+static bool ss_busy_poll(struct sock *sk, u32 us, struct ss_ring *r, u32 skip)
 {
-	u64 end = local_clock() + (u64)c->busy_poll_us * NSEC_PER_USEC;
+	u64 end = local_clock() + (u64)us * NSEC_PER_USEC;
 
 	ss_count(busy_polls, 1);
 	do {
@@ -416,6 +431,31 @@ static bool ss_busy_poll(struct sock *sk, const struct ss_ctx *c, struct ss_ring
 		cpu_relax();
 	} while (local_clock() < end);
 	return false;
+}
+
+/*
+ * As tcp_recvmsg busy-polls before it locks the socket, so does a blocking
+ * read of an empty ring: another thread writing to this socket meanwhile
+ * is not held up by the spin. rcu_read_lock keeps the pair and its rings
+ * (freed after a grace period); the read itself then takes the lock.
+ * Returns whether it spun and found nothing.
+ */
+static bool ss_busy_poll_unlocked(struct sock *sk)
+{
+	struct ss_sock *ss;
+	bool missed = false;
+	struct ss_ring *r;
+
+	rcu_read_lock();
+	ss = ss_of(sk);
+	/* Pairs with the release in ss_pair_sock: pair is set. */
+	if (ss && smp_load_acquire(&ss->state) == SP_PAIRED && ss->busy_poll_us) {
+		r = ss->pair->ring[ss->side];
+		if (!ss_ring_avail(r))
+			missed = !ss_busy_poll(sk, ss->busy_poll_us, r, 0);
+	}
+	rcu_read_unlock();
+	return missed;
 }
 
 /* A pending socket waits for either pairing or TCP data. Called and
@@ -479,7 +519,7 @@ static int ss_recv_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *m
  * stays readable, for TCP_INQ.
  */
 static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
-			size_t len, int flags, long timeo, int *inq)
+			size_t len, int flags, long timeo, bool missed, int *inq)
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
 	struct ss_ring *r = c->p->ring[c->side];
@@ -533,13 +573,17 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			ss_kick_peer(c, false);
 			kick = false;
 		}
-		/* The spin keeps the socket locked: no teardown can run, and
-		 * the fast path needs no reference on the pair. It is short
-		 * (at most SS_MAX_BUSY_POLL_US) and ends on need_resched;
-		 * what TCP queued meanwhile (a FIN) waits in the backlog.
+		/* Where the spin before the lock found nothing, sleep. Later
+		 * spins (MSG_WAITALL, SO_RCVLOWAT, a peek past what is there)
+		 * keep the socket locked: no teardown can run, and the fast
+		 * path needs no reference on the pair. They are short (at
+		 * most SS_MAX_BUSY_POLL_US) and end on need_resched; what TCP
+		 * queued meanwhile (a FIN) waits in the backlog.
 		 */
-		if (c->busy_poll_us && ss_busy_poll(sk, c, r, peek ? skip + copied : 0))
+		if (c->busy_poll_us && !missed &&
+		    ss_busy_poll(sk, c->busy_poll_us, r, peek ? skip + copied : 0))
 			continue;
+		missed = false;
 		ss_hold(c);
 		add_wait_queue(sk_sleep(sk), &wait);
 		sk_wait_event(sk, &timeo,
@@ -617,6 +661,7 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 {
 	struct ss_sock *ss;
 	struct ss_ctx c;
+	bool missed;
 	int ret, inq;
 	long timeo;
 
@@ -630,6 +675,8 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		return ret;
 	}
 	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
+	/* A peek may need more than the first byte: it spins locked. */
+	missed = timeo && !(flags & MSG_PEEK) && ss_busy_poll_unlocked(sk);
 	lock_sock(sk);
 	ss = ss_of(sk);
 	if (ss && ss->state == SP_PENDING) {
@@ -643,7 +690,7 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		release_sock(sk);
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
 	}
-	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo, &inq);
+	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo, missed, &inq);
 	if (ret >= 0)
 		ss_recv_cmsgs(sk, inq, msg);
 	ss_leave(&c);
