@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -307,6 +308,17 @@ type CmpCaseStat struct {
 	OldN  int     `json:"oldN"`
 	NewN  int     `json:"newN"`
 	Ratio float64 `json:"ratio"` // New.Median / Old.Median
+	// RoundRatios: new/old within each round (each module's median in
+	// its turn), where both turns measured the case. Adjacent turns share
+	// the host's state of the moment, so their ratio cancels the drift
+	// that the medians over all rounds keep.
+	RoundRatios []float64 `json:"roundRatios,omitempty"`
+	RoundRatio  Stat      `json:"roundRatio"`
+	// RatioCI: a distribution-free interval for RoundRatios' median
+	// (order statistics, binomial), at level RatioCILevel; zero when
+	// there are too few rounds (fewer than 6) for a 95 % one.
+	RatioCI      [2]float64 `json:"ratioCI"`
+	RatioCILevel float64    `json:"ratioCILevel,omitempty"`
 }
 
 // compareModules is the parent: it alternates the two modules in one
@@ -484,9 +496,75 @@ func caseStats(cases []cmpCase, rounds []CmpRound, labels []string) []CmpCaseSta
 		if st.Old.Median > 0 && st.NewN > 0 {
 			st.Ratio = st.New.Median / st.Old.Median
 		}
+		st.RoundRatios = roundRatios(c, rounds, labels)
+		st.RoundRatio = summarize(st.RoundRatios)
+		st.RatioCI[0], st.RatioCI[1], st.RatioCILevel = medianCI(st.RoundRatios, 0.95)
 		out = append(out, st)
 	}
 	return out
+}
+
+// roundRatios pairs the two turns of each round: new/old of the medians
+// of the samples each module took of c in its turn.
+func roundRatios(c cmpCase, rounds []CmpRound, labels []string) []float64 {
+	turns := map[int]*[2][]float64{}
+	for _, rd := range rounds {
+		m := slices.Index(labels, rd.Module)
+		if m < 0 {
+			continue
+		}
+		if turns[rd.Round] == nil {
+			turns[rd.Round] = &[2][]float64{}
+		}
+		for _, s := range rd.Samples {
+			if s.Case == c && s.Err == "" {
+				turns[rd.Round][m] = append(turns[rd.Round][m], s.Value)
+			}
+		}
+	}
+	var out []float64
+	for _, n := range slices.Sorted(maps.Keys(turns)) {
+		t := turns[n]
+		if len(t[0]) == 0 || len(t[1]) == 0 {
+			continue
+		}
+		if old := summarize(t[0]).Median; old > 0 {
+			out = append(out, summarize(t[1]).Median/old)
+		}
+	}
+	return out
+}
+
+// medianCI is the widest-coverage-first interval [x(k), x(n+1-k)] of
+// the sorted sample whose coverage of the median, 1 - 2 P(Bin(n, 1/2) <
+// k), is at least level: it assumes nothing of the distribution, only
+// that the rounds are independent. It returns the coverage reached, or
+// zeros when n is too small for level.
+func medianCI(xs []float64, level float64) (lo, hi, coverage float64) {
+	n := len(xs)
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	// cdf: P(Bin(n, 1/2) <= j), built term by term.
+	term, cdf := math.Pow(0.5, float64(n)), 0.0
+	k := 0
+	for j := 0; j < n/2; j++ {
+		cdf += term
+		term *= float64(n-j) / float64(j+1)
+		if 1-2*cdf < level {
+			break
+		}
+		k = j + 1
+	}
+	if k == 0 {
+		return 0, 0, 0
+	}
+	// Coverage of [x(k), x(n+1-k)] (1-based): 1 - 2 P(X <= k-1).
+	tail, t := 0.0, math.Pow(0.5, float64(n))
+	for j := 0; j < k; j++ {
+		tail += t
+		t *= float64(n-j) / float64(j+1)
+	}
+	return s[k-1], s[n-k], 1 - 2*tail
 }
 
 // compareMarkdown renders the comparison: the ratio table, then every
@@ -514,6 +592,19 @@ func compareMarkdown(rep *CompareReport) string {
 			figure(c.Old.Median, c.Unit), c.OldN, figure(c.New.Median, c.Unit), c.NewN, ratio)
 	}
 	b.WriteString("\nA ratio below 0.95 (a loss of more than 5 %) is in bold.\n\n")
+	b.WriteString("Per round: new/old of the two adjacent turns of each round (each turn's median), which cancels " +
+		"the host's drift between rounds; the interval is distribution-free (order statistics of the rounds' ratios).\n\n" +
+		"| workload | path | rounds | per-round new/old: median | min | max | interval for the median (coverage) |\n" +
+		"|---|---|---:|---:|---:|---:|---|\n")
+	for _, c := range rep.Cases {
+		ci := "too few rounds"
+		if c.RatioCILevel > 0 {
+			ci = fmt.Sprintf("%.3f – %.3f (%.1f %%)", c.RatioCI[0], c.RatioCI[1], 100*c.RatioCILevel)
+		}
+		fmt.Fprintf(&b, "| %s %s | %s | %d | %.3f | %.3f | %.3f | %s |\n", c.Case.Kind, sizeText(c.Case.Size), c.Case.Path,
+			len(c.RoundRatios), c.RoundRatio.Median, c.RoundRatio.Min, c.RoundRatio.Max, ci)
+	}
+	b.WriteString("\n")
 	b.WriteString("## Rounds\n\nUnload wait: how long delete_module was refused once every connection had closed, " +
 		"DEL had run for every container and the programs were unpinned, while the containers' network namespaces " +
 		"still existed (as on a node whose containers keep running); then, if the module was still loaded, how long " +

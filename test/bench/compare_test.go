@@ -4,6 +4,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,43 @@ func TestServerCloses(t *testing.T) {
 	}
 	if cli.Txns == 0 || srv.Txns != cli.Txns {
 		t.Fatalf("transactions: client %d server %d", cli.Txns, srv.Txns)
+	}
+}
+
+// The interval for the median: binomial order statistics (n = 12: the
+// 3rd and 10th of the sorted ratios, 96.1 %; n = 5 is too few for 95 %).
+func TestMedianCI(t *testing.T) {
+	xs := []float64{1.12, 0.91, 1.05, 0.97, 1.30, 1.01, 0.88, 1.08, 0.99, 1.03, 1.20, 0.95}
+	lo, hi, cov := medianCI(xs, 0.95)
+	if lo != 0.95 || hi != 1.12 || math.Abs(cov-0.9614) > 0.0005 {
+		t.Errorf("n=12: [%v, %v] at %.4f, want [0.95, 1.12] at 0.9614", lo, hi, cov)
+	}
+	if lo, hi, cov := medianCI(xs[:6], 0.95); lo != 0.91 || hi != 1.30 || math.Abs(cov-0.96875) > 1e-9 {
+		t.Errorf("n=6: [%v, %v] at %v, want the extremes at 0.96875", lo, hi, cov)
+	}
+	if _, _, cov := medianCI(xs[:5], 0.95); cov != 0 {
+		t.Errorf("n=5: coverage %v, want none", cov)
+	}
+}
+
+// Each round's ratio pairs that round's two turns; a round with a failed
+// turn gives none.
+func TestRoundRatios(t *testing.T) {
+	c := cmpCase{Kind: "sockperf", Size: 64, Path: PathSplice}
+	smp := func(vs ...float64) []cmpSample {
+		var out []cmpSample
+		for _, v := range vs {
+			out = append(out, cmpSample{Case: c, Value: v})
+		}
+		return out
+	}
+	rounds := []CmpRound{
+		{Round: 1, Module: "old", Samples: smp(100, 120, 110)}, {Round: 1, Module: "new", Samples: smp(99)},
+		{Round: 2, Module: "new", Samples: smp(300)}, {Round: 2, Module: "old", Samples: smp(200)},
+		{Round: 3, Module: "old", Samples: smp(50)}, {Round: 3, Module: "new", Samples: []cmpSample{{Case: c, Err: "x"}}},
+	}
+	got := roundRatios(c, rounds, []string{"old", "new"})
+	if len(got) != 2 || got[0] != 0.9 || got[1] != 1.5 {
+		t.Fatalf("ratios %v, want [0.9 1.5]", got)
 	}
 }
