@@ -17,6 +17,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 )
 
 // Root returns the mount point of the cgroup v2 hierarchy (on hybrid hosts
@@ -152,9 +154,11 @@ func Attach(dir string, prog *ebpf.Program, pin string) error {
 		return fmt.Errorf("attaching sock_ops to %s: %w", dir, err)
 	}
 	defer l.Close()
+	crashpoint.Done(crashpoint.CgroupAttach)
 	if err := l.Pin(pin); err != nil {
 		return fmt.Errorf("pinning link %s: %w", pin, err)
 	}
+	crashpoint.Done(crashpoint.CgroupPin)
 	return nil
 }
 
@@ -164,6 +168,9 @@ func Detach(pin string) error {
 	err := os.Remove(pin)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
+	}
+	if err == nil {
+		crashpoint.Done(crashpoint.CgroupDetach)
 	}
 	return err
 }

@@ -111,6 +111,12 @@ func MapEntries(t T, pinDir string) map[string]int {
 		t.Fatalf("opening pins: %v", err)
 	}
 	defer o.Close()
+	return MapEntriesOf(t, o)
+}
+
+// MapEntriesOf is MapEntries of objects the caller has open.
+func MapEntriesOf(t T, o *node.Objects) map[string]int {
+	t.Helper()
 	out := map[string]int{}
 	for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll, "localAddrs": o.LocalAddrs, "domainAddrs": o.DomainAddrs, "attach": o.Attach} {
 		// Keys only: a SOCKHASH's values are sockets.
