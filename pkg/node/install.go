@@ -321,6 +321,16 @@ func (o *Objects) updateLink(path string) error {
 		return fmt.Errorf("opening link %s: %w", path, err)
 	}
 	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return fmt.Errorf("link %s: %w", path, err)
+	}
+	if c := info.Cgroup(); c != nil && c.CgroupId == 0 {
+		// Detached (its cgroup was removed, or by hand): the kernel
+		// refuses to update it, it runs nothing, and DEL, or the ADD
+		// that attaches again, removes its pin.
+		return nil
+	}
 	splice, err := runsSplice(l)
 	if err != nil {
 		return fmt.Errorf("link %s: %w", path, err)
