@@ -1,43 +1,29 @@
+//go:build !vmtest
+
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The socksplice Authors
 
 package e2e
 
+// Not in the VM's suite (build tag vmtest): the steps are the same Go code
+// on every kernel, and under QEMU TCG one run of the kills did not finish
+// in 20 minutes.
+
 import (
 	"bufio"
-	"context"
-	"errors"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/test/testenv"
 )
 
-// faultRun is one run of a fault scenario: a network of its own with a
-// fresh pinDir, and two containers, X (the one whose command is killed)
-// and Y (another one).
-type faultRun struct {
-	t     *testing.T
-	n     *testenv.Network
-	x, y  *testenv.Container
-	view  *stateView
-	trace string
-	// states are the clean run's state at each checkpoint; want, in a
-	// fault run, the clean run's to compare with (nil in the clean run).
-	states, want map[string][]string
-	compared     int
-}
-
+// newFaultRun makes a run with the plugin in mode; want holds the clean
+// run's states (nil: this is the clean run).
 func newFaultRun(t *testing.T, mode string, want map[string][]string) *faultRun {
 	t.Helper()
 	r := &faultRun{t: t, want: want, states: map[string][]string{}, trace: filepath.Join(t.TempDir(), "steps")}
@@ -89,32 +75,6 @@ func (r *faultRun) checkpoint(name string) {
 		r.t.Errorf("%s: the state differs from the clean run's:%s", name, d)
 	}
 	r.compared++
-}
-
-func (r *faultRun) must(what string, err error) {
-	r.t.Helper()
-	if err != nil {
-		r.t.Fatalf("%s: %v", what, err)
-	}
-}
-
-func (r *faultRun) check(c *testenv.Container) error {
-	return r.n.Socksplice(r.t, "CHECK", c, nil)
-}
-
-func (r *faultRun) gc(keep ...*testenv.Container) error {
-	var valid []types.GCAttachment
-	for _, c := range keep {
-		valid = append(valid, types.GCAttachment{ContainerID: c.ID, IfName: "eth0"})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return r.n.CNI.GCNetworkList(ctx, r.n.List, &libcni.GCArgs{ValidAttachments: valid})
-}
-
-func (r *faultRun) add(c *testenv.Container) error {
-	_, err := r.n.Add(r.t, c)
-	return err
 }
 
 // readdXY: ADD of X again, CHECK of both, then DEL of both.
@@ -289,21 +249,4 @@ func TestFaultKilledPlugin(t *testing.T) {
 	}
 	t.Logf("summary: %d scenarios, %d kills (SIGKILL after each step a clean run reached, but %d on a path already killed at; %d of %d named steps), %d states compared with the clean runs', all equal unless reported above",
 		len(faultScenarios), runs, shared, len(reached), len(crashpoint.Steps), compared)
-}
-
-// afterKill checks the node's answers right after a kill: CNI STATUS
-// succeeds and `socksplice status` answers or fails cleanly (no panic).
-func (r *faultRun) afterKill() {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := r.n.CNI.GetStatusNetworkList(ctx, r.n.List); err != nil {
-		r.t.Errorf("STATUS after the kill: %v", err)
-	}
-	cmd := exec.Command(testenv.PluginBinary(r.t), "status", r.n.PinDir)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(string(out), "panic")) {
-		r.t.Errorf("socksplice status after the kill: %v\n%s", err, out)
-	}
 }
