@@ -139,6 +139,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return types.NewError(ErrLoad, "pinDir: loading BPF objects", err.Error())
 	}
 	defer o.Close()
+	if err := selftest.Reclaim(o); err != nil {
+		logf("%v", err) // a leftover of a killed ADD; this ADD need not fail for it
+	}
 	d, err := decide(c, o)
 	if err != nil {
 		return err
@@ -234,7 +237,8 @@ func cmdCheck(args *skel.CmdArgs) error {
 	})
 }
 
-// cmdGC drops the attachments of this network that the runtime no longer lists.
+// cmdGC drops the attachments of this network that the runtime no longer
+// lists, and what a self-test killed with its plugin left.
 func cmdGC(args *skel.CmdArgs) error {
 	c, _, err := parse(args, false)
 	if err != nil {
@@ -245,6 +249,9 @@ func cmdGC(args *skel.CmdArgs) error {
 		keep = append(keep, enroll.ID{ContainerID: a.ContainerID, IfName: a.IfName})
 	}
 	return withPinned(c.PinDir, true, func(o *node.Objects) error {
+		if err := selftest.Reclaim(o); err != nil {
+			return types.NewError(ErrEnroll, "gc", err.Error())
+		}
 		n, err := enroll.GC(o, c.Name, keep)
 		if err != nil {
 			return types.NewError(ErrEnroll, "gc", err.Error())

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 )
 
 // DefaultMount is where bpffs is conventionally mounted.
@@ -56,8 +58,12 @@ func Ensure(dir string) error {
 			return fmt.Errorf("pinDir %s: mounting bpffs at %s: %w", dir, DefaultMount, err)
 		}
 	}
+	_, missing := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("pinDir %s: %w", dir, err)
+	}
+	if missing != nil {
+		crashpoint.Done(crashpoint.PinDirCreate)
 	}
 	return nil
 }

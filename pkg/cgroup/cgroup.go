@@ -17,6 +17,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 )
 
 // Root returns the mount point of the cgroup v2 hierarchy (on hybrid hosts
@@ -142,19 +145,32 @@ func commonAncestor(a, b string) string {
 }
 
 // Attach attaches prog to the cgroup at dir as a sock_ops program and pins
-// the link at pin. An existing pin is kept (ADD may be retried).
+// the link at pin. A link pinned there that is attached to dir is kept
+// (ADD may be retried); one that is not (detached by hand, its cgroup
+// removed, or another cgroup's) is replaced.
 func Attach(dir string, prog *ebpf.Program, pin string) error {
 	if _, err := os.Stat(pin); err == nil {
-		return nil
+		id, err := ID(dir)
+		if err != nil {
+			return err
+		}
+		if at, err := LinkCgroup(pin); err == nil && at == id {
+			return nil
+		}
+		if err := Detach(pin); err != nil {
+			return fmt.Errorf("replacing link %s: %w", pin, err)
+		}
 	}
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: prog})
 	if err != nil {
 		return fmt.Errorf("attaching sock_ops to %s: %w", dir, err)
 	}
 	defer l.Close()
+	crashpoint.Done(crashpoint.CgroupAttach)
 	if err := l.Pin(pin); err != nil {
 		return fmt.Errorf("pinning link %s: %w", pin, err)
 	}
+	crashpoint.Done(crashpoint.CgroupPin)
 	return nil
 }
 
@@ -165,7 +181,39 @@ func Detach(pin string) error {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	if err == nil {
+		crashpoint.Done(crashpoint.CgroupDetach)
+	}
 	return err
+}
+
+// ID returns the ID of the cgroup at dir: its inode number on cgroup2fs.
+func ID(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, fmt.Errorf("cgroup %s: %w", dir, err)
+	}
+	return st.Ino, nil
+}
+
+// LinkCgroup returns the ID of the cgroup the link pinned at pin is
+// attached to; 0 once it is detached (by hand, or its cgroup was
+// removed), when it runs nothing although the pin stays.
+func LinkCgroup(pin string) (uint64, error) {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return 0, err
+	}
+	c := info.Cgroup()
+	if c == nil {
+		return 0, fmt.Errorf("link %s is not a cgroup link", pin)
+	}
+	return c.CgroupId, nil
 }
 
 // AttachedIDs returns the IDs of the sock_ops programs attached directly to

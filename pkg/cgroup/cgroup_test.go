@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/socksplice/socksplice/pkg/cgroup"
@@ -151,6 +152,15 @@ func waitAttached(t *testing.T, dir string, want []ebpf.ProgramID) {
 	}
 }
 
+func mustID(t *testing.T, dir string) uint64 {
+	t.Helper()
+	id, err := cgroup.ID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func TestAttachDetach(t *testing.T) {
 	o := testenv.LoadNode(t)
 	pinDir := o.Dir
@@ -181,12 +191,49 @@ func TestAttachDetach(t *testing.T) {
 		t.Errorf("AttachedIDs of the parent = %v, %v; want none", got, err)
 	}
 
-	// Attach again with the same pin: a no-op.
+	// Attach again with the same pin: a no-op (the same link).
+	first := testenv.PinnedLink(t, pin).ID
 	if err := cgroup.Attach(cg, o.SockOps, pin); err != nil {
 		t.Fatalf("second Attach: %v", err)
 	}
 	if got, err := cgroup.AttachedIDs(cg); err != nil || !slices.Equal(got, []ebpf.ProgramID{id}) {
 		t.Fatalf("AttachedIDs after the second Attach = %v, %v; want [%d]", got, err, id)
+	}
+	if l := testenv.PinnedLink(t, pin).ID; l != first {
+		t.Errorf("the second Attach replaced link %d by %d, want it kept", first, l)
+	}
+	if at, err := cgroup.LinkCgroup(pin); err != nil || at != mustID(t, cg) {
+		t.Errorf("LinkCgroup = %d, %v; want %s's ID %d", at, err, cg, mustID(t, cg))
+	}
+
+	// The same pin for another cgroup: the link moves there.
+	cg2 := testenv.Cgroup(t, filepath.Join(parent, "c2"))
+	if err := cgroup.Attach(cg2, o.SockOps, pin); err != nil {
+		t.Fatalf("Attach of the pin to another cgroup: %v", err)
+	}
+	waitAttached(t, cg, nil)
+	if got, err := cgroup.AttachedIDs(cg2); err != nil || !slices.Equal(got, []ebpf.ProgramID{id}) {
+		t.Fatalf("AttachedIDs of the other cgroup = %v, %v; want [%d]", got, err, id)
+	}
+
+	// Detached by hand (the pin stays): LinkCgroup says 0, and Attach
+	// attaches again.
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatalf("detaching by hand: %v", err)
+	}
+	l.Close()
+	if at, err := cgroup.LinkCgroup(pin); err != nil || at != 0 {
+		t.Errorf("LinkCgroup of a detached link = %d, %v; want 0", at, err)
+	}
+	if err := cgroup.Attach(cg2, o.SockOps, pin); err != nil {
+		t.Fatalf("Attach over a detached link: %v", err)
+	}
+	if got, err := cgroup.AttachedIDs(cg2); err != nil || !slices.Equal(got, []ebpf.ProgramID{id}) {
+		t.Fatalf("AttachedIDs after attaching over a detached link = %v, %v; want [%d]", got, err, id)
 	}
 
 	if err := cgroup.Detach(pin); err != nil {

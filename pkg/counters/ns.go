@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -82,9 +83,13 @@ func StartNS(o *node.Objects, cookie uint64) error {
 	}
 	var zero NS
 	err := o.NsCounters.Update(cookie, &zero, ebpf.UpdateNoExist)
-	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+	if errors.Is(err, ebpf.ErrKeyExist) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("counters of netns %d: %w", cookie, err)
 	}
+	crashpoint.Done(crashpoint.CountersStart)
 	return nil
 }
 
@@ -117,15 +122,18 @@ func retiredKey(name string) [32]byte {
 // never go down when a container leaves. The entry goes even when adding
 // fails (the error says so). Call it once the netns is no longer
 // enrolled: the programs count only for enrolled netns.
-func Retire(o *node.Objects, cookie uint64, name string) (err error) {
+//
+// The new sum is journaled first (node.Objects.Retiring): a plugin killed
+// before the entry is gone leaves it there, and the next Retire writes
+// that sum, instead of adding the netns's counts a second time. A node
+// without the journal (not yet upgraded to it) retires without one.
+func Retire(o *node.Objects, cookie uint64, name string) error {
 	if o.NsCounters == nil || o.Retired == nil {
 		return nil
 	}
-	defer func() {
-		if derr := o.NsCounters.Delete(cookie); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
-			err = errors.Join(err, fmt.Errorf("counters of netns %d: %w", cookie, derr))
-		}
-	}()
+	if err := finishRetiring(o); err != nil {
+		return err
+	}
 	if len(name) > node.RetiredNameSize {
 		name = name[:node.RetiredNameSize]
 	}
@@ -133,21 +141,80 @@ func Retire(o *node.Objects, cookie uint64, name string) (err error) {
 	if err := o.NsCounters.Lookup(cookie, &c); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("counters of netns %d: %w", cookie, err)
+		return drop(o, cookie, fmt.Errorf("counters of netns %d: %w", cookie, err))
 	}
 	key := retiredKey(name)
 	buf := make([]byte, node.RetiredValueSize)
-	err = o.Retired.Lookup(key, &buf)
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("retired counters of %q: %w", name, err)
+	if err := o.Retired.Lookup(key, &buf); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return drop(o, cookie, fmt.Errorf("retired counters of %q: %w", name, err))
 	}
 	sum, _ := decodeRetired(buf)
 	sum.Add(c)
-	if buf, err = encodeRetired(sum, name); err != nil {
+	buf, err := encodeRetired(sum, name)
+	if err != nil {
+		return drop(o, cookie, err)
+	}
+	if o.Retiring != nil {
+		if err := o.Retiring.Update(cookie, buf, ebpf.UpdateAny); err != nil {
+			return drop(o, cookie, fmt.Errorf("journaling the retirement of netns %d: %w", cookie, err))
+		}
+		crashpoint.Done(crashpoint.CountersJournal)
+	}
+	return finish(o, cookie, key, buf)
+}
+
+// finish writes a netns's retirement (value: the new sum) and drops its
+// entry, then the journal's.
+func finish(o *node.Objects, cookie uint64, key [32]byte, value []byte) error {
+	if err := o.Retired.Update(key, value, ebpf.UpdateAny); err != nil {
+		return drop(o, cookie, fmt.Errorf("retired counters: %w", err))
+	}
+	crashpoint.Done(crashpoint.CountersRetire)
+	if err := drop(o, cookie, nil); err != nil {
 		return err
 	}
-	if err := o.Retired.Update(key, buf, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("retired counters of %q: %w", name, err)
+	if o.Retiring == nil {
+		return nil
+	}
+	if err := o.Retiring.Delete(cookie); err == nil {
+		crashpoint.Done(crashpoint.CountersUnjournal)
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("journal of netns %d: %w", cookie, err)
+	}
+	return nil
+}
+
+// drop deletes a netns's counters entry, adding a failure to err.
+func drop(o *node.Objects, cookie uint64, err error) error {
+	switch derr := o.NsCounters.Delete(cookie); {
+	case derr == nil:
+		crashpoint.Done(crashpoint.CountersDrop)
+	case !errors.Is(derr, ebpf.ErrKeyNotExist):
+		err = errors.Join(err, fmt.Errorf("counters of netns %d: %w", cookie, derr))
+	}
+	return err
+}
+
+// finishRetiring completes the retirements a killed plugin journaled.
+func finishRetiring(o *node.Objects) error {
+	if o.Retiring == nil {
+		return nil
+	}
+	pending := map[uint64][]byte{}
+	var cookie uint64
+	buf := make([]byte, node.RetiredValueSize)
+	it := o.Retiring.Iterate()
+	for it.Next(&cookie, &buf) {
+		pending[cookie] = bytes.Clone(buf)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading the retirement journal: %w", err)
+	}
+	for cookie, v := range pending {
+		_, name := decodeRetired(v)
+		if err := finish(o, cookie, retiredKey(name), v); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
 )
@@ -141,6 +142,7 @@ func Verdict(eng string, f Features, o *node.Objects, exe string) (Decision, err
 	if err := o.PutMeta(node.MetaEngine, v); err != nil {
 		return Decision{}, fmt.Errorf("caching self-test result: %w", err)
 	}
+	crashpoint.Done(crashpoint.EngineVerdict)
 	return Decision{Engine: st.Engine, Reason: st.Reason, Detail: st.Details}, nil
 }
 
@@ -161,5 +163,9 @@ func FirstNotice(o *node.Objects, mode string, d Decision) (bool, error) {
 	if n := len(v.Noticed); n > maxNoticed {
 		v.Noticed = v.Noticed[n-maxNoticed:]
 	}
-	return true, o.PutMeta(node.MetaEngine, v)
+	if err := o.PutMeta(node.MetaEngine, v); err != nil {
+		return false, err
+	}
+	crashpoint.Done(crashpoint.EngineNotice)
+	return true, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
@@ -62,6 +63,11 @@ func Check(o *node.Objects, a Attachment) error {
 	}
 	if !exists(pin) {
 		return fmt.Errorf("container %s: sock_ops link %s is missing", a.ContainerID, pin)
+	}
+	if at, err := cgroup.LinkCgroup(pin); err != nil {
+		return fmt.Errorf("container %s: sock_ops link %s: %w", a.ContainerID, pin, err)
+	} else if at == 0 {
+		return fmt.Errorf("container %s: sock_ops link %s is detached (by hand, or its cgroup was removed): ADD again attaches it", a.ContainerID, pin)
 	}
 	runs, err := node.LinkRunsSplice(pin)
 	if err != nil {

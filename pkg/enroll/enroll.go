@@ -25,6 +25,7 @@ import (
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
@@ -135,6 +136,7 @@ func Add(o *node.Objects, a Attachment) (err error) {
 		if err := putRecord(o, key, &rec); err != nil {
 			return fmt.Errorf("storing attachment record: %w", err)
 		}
+		crashpoint.Done(crashpoint.EnrollRecord)
 		return nil
 	}
 	splice := a.Engine == engine.Splice
@@ -155,6 +157,7 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	if err = putRecord(o, key, &rec); err != nil {
 		return fmt.Errorf("storing attachment record: %w", err)
 	}
+	crashpoint.Done(crashpoint.EnrollRecord)
 	// The counters first: the programs count for a netns from the moment
 	// it is enrolled.
 	if err = counters.StartNS(o, cookie); err != nil {
@@ -164,17 +167,20 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	if err = o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("enrolling netns: %w", err)
 	}
+	crashpoint.Done(crashpoint.EnrollPolicy)
 	for _, ad := range a.Addrs {
 		lk := sbpf.AbiSsLocalKey{Netns: cookie, Addr: addrWords(ad)}
 		if err = o.LocalAddrs.Update(&lk, a.Domain, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("registering address %s: %w", ad, err)
 		}
+		crashpoint.Done(crashpoint.EnrollLocalAddr)
 		// The newest owner of an address wins: IPAM hands an address to one
 		// live container, so an older entry is a leftover.
 		dk := sbpf.AbiSsDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
 		if err = o.DomainAddrs.Update(&dk, cookie, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("registering address %s: %w", ad, err)
 		}
+		crashpoint.Done(crashpoint.EnrollDomainAddr)
 	}
 
 	root, err := cgroup.Root()
@@ -198,6 +204,7 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	if err = putRecord(o, key, &rec); err != nil {
 		return fmt.Errorf("storing attachment record: %w", err)
 	}
+	crashpoint.Done(crashpoint.EnrollFlags)
 	return nil
 }
 
@@ -266,30 +273,44 @@ func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifnam
 	errs := []error{detachLinks(o, network, containerID, ifname)}
 	for _, ad := range rec.AddrList() {
 		lk := sbpf.AbiSsLocalKey{Netns: rec.Netns, Addr: addrWords(ad)}
-		errs = append(errs, ignoreMissing(o.LocalAddrs.Delete(&lk)))
+		errs = append(errs, done(crashpoint.EnrollUnlocal, o.LocalAddrs.Delete(&lk)))
 		dk := sbpf.AbiSsDomainKey{Domain: rec.Domain, Addr: addrWords(ad)}
 		var owner uint64
 		if o.DomainAddrs.Lookup(&dk, &owner) == nil && owner == rec.Netns {
-			errs = append(errs, ignoreMissing(o.DomainAddrs.Delete(&dk)))
+			errs = append(errs, done(crashpoint.EnrollUndomain, o.DomainAddrs.Delete(&dk)))
 		}
 	}
-	errs = append(errs, deleteRecord(o, key))
-	if rec.Flags&RecordOff != 0 {
-		return errors.Join(errs...) // it enrolled nothing
+	if rec.Flags&RecordOff == 0 { // else it enrolled nothing
+		// The netns stays enrolled while another attachment still uses it.
+		recs, err := Records(o)
+		delete(recs, key)
+		if err != nil {
+			errs = append(errs, err)
+		} else if !slices.ContainsFunc(slices.Collect(maps.Values(recs)), func(r Record) bool {
+			return r.Netns == rec.Netns && r.Flags&RecordOff == 0
+		}) {
+			errs = append(errs, done(crashpoint.EnrollUnpolicy, o.Enroll.Delete(rec.Netns)))
+			// Losing a container's counts is not worth failing DEL (and the
+			// chain's DEL after it) for: Retire drops the entry regardless.
+			_ = counters.Retire(o, rec.Netns, network)
+		}
 	}
-	// The netns stays enrolled while another attachment still uses it.
-	recs, err := Records(o)
-	if err != nil {
-		errs = append(errs, err)
-	} else if !slices.ContainsFunc(slices.Collect(maps.Values(recs)), func(r Record) bool {
-		return r.Netns == rec.Netns && r.Flags&RecordOff == 0
-	}) {
-		errs = append(errs, ignoreMissing(o.Enroll.Delete(rec.Netns)))
-		// Losing a container's counts is not worth failing DEL (and the
-		// chain's DEL after it) for: Retire drops the entry regardless.
-		_ = counters.Retire(o, rec.Netns, network)
+	// The record goes last, once everything else is undone: a DEL killed
+	// midway, or one that failed, leaves it for the next DEL or GC to
+	// find the rest by.
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
-	return errors.Join(errs...)
+	return deleteRecord(o, key)
+}
+
+// done reports a deletion: step s when it deleted something, an error
+// unless it was already gone.
+func done(s crashpoint.Step, err error) error {
+	if err == nil {
+		crashpoint.Done(s)
+	}
+	return ignoreMissing(err)
 }
 
 func ignoreMissing(err error) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
 )
@@ -113,11 +114,7 @@ func putRecord(o *node.Objects, key [32]byte, r *Record) error {
 
 // deleteRecord removes a record; a missing one is not an error.
 func deleteRecord(o *node.Objects, key [32]byte) error {
-	err := o.Attach.Delete(key)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return nil
-	}
-	return err
+	return done(crashpoint.EnrollUnrecord, o.Attach.Delete(key))
 }
 
 // Records returns all records.

@@ -20,7 +20,7 @@ import (
 // The loopback connections of splice_test.go run in testenv helpers.
 func TestMain(m *testing.M) { testenv.TestMain(m) }
 
-var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "ns_counters", "retired_counters", "selftest", "attachments", "meta"}
+var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "ns_counters", "retired_counters", "retiring", "selftest", "attachments", "meta"}
 
 // progPins are the programs a Load pins: the splice engine's only where the
 // kernel has its kfuncs (the VM loads the module; this host has none).
@@ -63,6 +63,7 @@ func objIDs(t *testing.T, o *node.Objects) ids {
 			"counters":         testenv.MapID(t, o.Counters),
 			"ns_counters":      testenv.MapID(t, o.NsCounters),
 			"retired_counters": testenv.MapID(t, o.Retired),
+			"retiring":         testenv.MapID(t, o.Retiring),
 			"selftest":         testenv.MapID(t, o.SelfTestNetns),
 			"attachments":      testenv.MapID(t, o.Attach),
 			"meta":             testenv.MapID(t, o.Meta),

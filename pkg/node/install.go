@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 )
 
 // AttachValueSize is the size of one attachment record (enroll.Record).
@@ -35,6 +36,13 @@ var (
 	// struct ss_ns_counters then the name.
 	retiredSpec = &ebpf.MapSpec{Name: "retired_counters", Type: ebpf.Hash, KeySize: 32,
 		ValueSize: uint32(RetiredValueSize), MaxEntries: 4096, Pinning: ebpf.PinByName}
+	// A retirement in progress: the network's new retired sum (a
+	// retired_counters value), journaled by netns cookie until the
+	// netns's own entry is gone, so that a plugin killed midway neither
+	// loses nor doubles its counts. Retirements run one at a time, under
+	// the node lock, and each first finishes any a killed plugin left.
+	retiringSpec = &ebpf.MapSpec{Name: "retiring", Type: ebpf.Hash, KeySize: 8,
+		ValueSize: uint32(RetiredValueSize), MaxEntries: 64, Pinning: ebpf.PinByName}
 )
 
 // RetiredValueSize is the size of one retired_counters value: the
@@ -164,6 +172,7 @@ func install(dir string) (*Objects, error) {
 			return nil, err
 		}
 	}
+	crashpoint.Done(crashpoint.NodeDirs)
 
 	o := &Objects{Dir: dir}
 	ok := false
@@ -178,6 +187,7 @@ func install(dir string) (*Objects, error) {
 		return nil, fmt.Errorf("loading BPF objects: %w", err)
 	}
 	defer coll.Close()
+	crashpoint.Done(crashpoint.NodeMaps)
 	o.Pairs = coll.DetachMap("pairs")
 	o.Enroll = coll.DetachMap("enroll")
 	o.LocalAddrs = coll.DetachMap("local_addrs")
@@ -191,12 +201,19 @@ func install(dir string) (*Objects, error) {
 	if o.Attach, err = openMap(attachSpec, dir); err != nil {
 		return nil, err
 	}
+	crashpoint.Done(crashpoint.NodeMapAttach)
 	if o.Meta, err = openMap(metaSpec, dir); err != nil {
 		return nil, err
 	}
+	crashpoint.Done(crashpoint.NodeMapMeta)
 	if o.Retired, err = openMap(retiredSpec, dir); err != nil {
 		return nil, err
 	}
+	crashpoint.Done(crashpoint.NodeMapRetired)
+	if o.Retiring, err = openMap(retiringSpec, dir); err != nil {
+		return nil, err
+	}
+	crashpoint.Done(crashpoint.NodeMapRetiring)
 	// A node upgraded from a build without per-netns counters has
 	// enrolled netns without an entry: give them one.
 	if err := o.backfillNsCounters(); err != nil {
@@ -206,6 +223,7 @@ func install(dir string) (*Objects, error) {
 		if err := pinProgram(p, progPin(dir, pin)); err != nil {
 			return nil, err
 		}
+		crashpoint.Done(crashpoint.NodeProgPin)
 	}
 	// The splice engine is optional: without its kfuncs the node runs the
 	// sockmap engine alone, as before.
@@ -224,12 +242,14 @@ func install(dir string) (*Objects, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("attaching sk_msg program to the pair map: %w", err)
 	}
+	crashpoint.Done(crashpoint.NodeSkMsg)
 	if err := o.updateLinks(); err != nil {
 		return nil, err
 	}
 	if err := o.PutMeta(MetaNode, Meta{Stamp: Stamp(), LoadedAt: time.Now().UTC()}); err != nil {
 		return nil, err
 	}
+	crashpoint.Done(crashpoint.NodeStamp)
 	ok = true
 	return o, nil
 }
@@ -301,6 +321,16 @@ func (o *Objects) updateLink(path string) error {
 		return fmt.Errorf("opening link %s: %w", path, err)
 	}
 	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return fmt.Errorf("link %s: %w", path, err)
+	}
+	if c := info.Cgroup(); c != nil && c.CgroupId == 0 {
+		// Detached (its cgroup was removed, or by hand): the kernel
+		// refuses to update it, it runs nothing, and DEL, or the ADD
+		// that attaches again, removes its pin.
+		return nil
+	}
 	splice, err := runsSplice(l)
 	if err != nil {
 		return fmt.Errorf("link %s: %w", path, err)

@@ -147,7 +147,7 @@ func TestConcurrentLoad(t *testing.T) {
 			s := ids{Maps: map[string]ebpf.MapID{}, Progs: map[string]ebpf.ProgramID{}}
 			for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll,
 				"local_addrs": o.LocalAddrs, "domain_addrs": o.DomainAddrs, "counters": o.Counters,
-				"ns_counters": o.NsCounters, "retired_counters": o.Retired, "selftest": o.SelfTestNetns,
+				"ns_counters": o.NsCounters, "retired_counters": o.Retired, "retiring": o.Retiring, "selftest": o.SelfTestNetns,
 				"attachments": o.Attach, "meta": o.Meta} {
 				info, err := m.Info()
 				if err != nil {

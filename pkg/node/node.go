@@ -46,6 +46,7 @@ type Objects struct {
 	Counters    *ebpf.Map // per-CPU counter slots (the objects' .bss)
 	NsCounters  *ebpf.Map // netns cookie -> its counters (package counters); nil on a node not yet upgraded to them
 	Retired     *ebpf.Map // counters of netns no longer enrolled, per network (package counters); nil likewise
+	Retiring    *ebpf.Map // retirements in progress (package counters); nil likewise
 	// SelfTestNetns holds the netns cookie of the running self-test (one
 	// u64, 0 when none): the sk_msg program counts its messages apart.
 	// nil likewise.
@@ -201,6 +202,7 @@ func openPinned(dir string) (*Objects, error) {
 	if err == nil {
 		o.NsCounters, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, nsCountersPin), nil)
 		o.Retired, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, retiredSpec.Name), nil)
+		o.Retiring, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, retiringSpec.Name), nil)
 		o.SelfTestNetns, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, selfTestPin), nil)
 	}
 	if err == nil {
@@ -223,7 +225,7 @@ func openPinned(dir string) (*Objects, error) {
 }
 
 func (o *Objects) closeObjs() {
-	for _, m := range []*ebpf.Map{o.Pairs, o.Enroll, o.LocalAddrs, o.DomainAddrs, o.Counters, o.NsCounters, o.Retired, o.SelfTestNetns, o.Attach, o.Meta} {
+	for _, m := range []*ebpf.Map{o.Pairs, o.Enroll, o.LocalAddrs, o.DomainAddrs, o.Counters, o.NsCounters, o.Retired, o.Retiring, o.SelfTestNetns, o.Attach, o.Meta} {
 		if m != nil {
 			m.Close()
 		}

@@ -245,30 +245,16 @@ func TestUpgradeMovesLinksByEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o2.Close()
-	if got, want := linkProg(t, sockmapPin), testenv.ProgID(t, o2.SockOps); got != want {
+	if got, want := testenv.PinnedLink(t, sockmapPin).Program, testenv.ProgID(t, o2.SockOps); got != want {
 		t.Errorf("sockmap link runs program %d, want the new sockops %d", got, want)
 	}
 	want := oldSplice
 	if o2.Splice != nil {
 		want = testenv.ProgID(t, o2.Splice)
 	}
-	if got := linkProg(t, spliceLink); got != want {
+	if got := testenv.PinnedLink(t, spliceLink).Program; got != want {
 		t.Errorf("splice link runs program %d, want %d (new splice program loaded: %v)", got, want, o2.Splice != nil)
 	}
 	os.Remove(sockmapPin)
 	os.Remove(spliceLink)
-}
-
-func linkProg(t *testing.T, pin string) ebpf.ProgramID {
-	t.Helper()
-	l, err := link.LoadPinnedLink(pin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.Program
 }

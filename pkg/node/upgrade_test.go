@@ -90,7 +90,7 @@ func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
 			t.Errorf("program %s kept ID %d across the upgrade, want a new one", p, before.Progs[p])
 		}
 	}
-	for _, m := range []string{"pairs", "enroll", "local_addrs", "domain_addrs", "ns_counters", "retired_counters", "selftest", "attachments", "meta"} {
+	for _, m := range []string{"pairs", "enroll", "local_addrs", "domain_addrs", "ns_counters", "retired_counters", "retiring", "selftest", "attachments", "meta"} {
 		if after.Maps[m] != before.Maps[m] {
 			t.Errorf("map %s: ID %d after upgrade, was %d (map not reused)", m, after.Maps[m], before.Maps[m])
 		}
@@ -256,7 +256,7 @@ func TestUpgradeAddsPerNetnsCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Close()
-	for _, m := range []string{"ns_counters", "retired_counters", "selftest"} {
+	for _, m := range []string{"ns_counters", "retired_counters", "retiring", "selftest"} {
 		if err := os.Remove(filepath.Join(dir, node.MapsDir, m)); err != nil {
 			t.Fatal(err)
 		}
@@ -266,14 +266,14 @@ func TestUpgradeAddsPerNetnsCounters(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open on the previous build's pins: %v", err)
 	}
-	if old.NsCounters != nil || old.Retired != nil || old.SelfTestNetns != nil {
+	if old.NsCounters != nil || old.Retired != nil || old.Retiring != nil || old.SelfTestNetns != nil {
 		t.Errorf("Open found per-netns counters on a node that has none")
 	}
 	old.Close()
 
 	o2 := load(t, dir)
 	defer o2.Close()
-	if o2.NsCounters == nil || o2.Retired == nil || o2.SelfTestNetns == nil {
+	if o2.NsCounters == nil || o2.Retired == nil || o2.Retiring == nil || o2.SelfTestNetns == nil {
 		t.Fatalf("Load left the node without per-netns counters")
 	}
 	if testenv.MapID(t, o2.Enroll) != enrollID {

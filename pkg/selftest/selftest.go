@@ -29,6 +29,7 @@ import (
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/counters"
+	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/pkg/node"
 )
 
@@ -87,16 +88,22 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(root, fmt.Sprintf("socksplice-selftest-%d", os.Getpid()))
+	dir := filepath.Join(root, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
 		return nil, fmt.Errorf("self-test cgroup: %w", err)
 	}
-	defer os.Remove(dir)
+	crashpoint.Done(crashpoint.SelfTestCgroup)
+	defer func() {
+		if os.Remove(dir) == nil {
+			crashpoint.Done(crashpoint.SelfTestRmCgroup)
+		}
+	}()
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: ebpf.AttachCGroupSockOps, Program: prog})
 	if err != nil {
 		return nil, fmt.Errorf("self-test attach: %w", err)
 	}
 	defer l.Close()
+	crashpoint.Done(crashpoint.SelfTestAttach)
 	cg, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -124,12 +131,17 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	}
 	// Unmarked only once the child is gone (deferred before its Wait):
 	// none of its messages may count as a container's.
-	defer o.MarkSelfTest(0)
+	defer func() {
+		if o.MarkSelfTest(0) == nil {
+			crashpoint.Done(crashpoint.SelfTestUnmark)
+		}
+	}()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("self-test child: %w", err)
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill() // ours, by PID; a no-op once it exited
+	crashpoint.Done(crashpoint.SelfTestChild)
 
 	out := bufio.NewReader(stdout)
 	line, err := out.ReadString('\n')
@@ -145,13 +157,18 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 	// the self-test's connections count in no container or network.
 	// Its redirected messages count apart too (node-wide counters).
 	done := func() {
-		o.Enroll.Delete(cookie)
+		if o.Enroll.Delete(cookie) == nil {
+			crashpoint.Done(crashpoint.SelfTestUnenroll)
+		}
 		counters.Retire(o, cookie, counters.SelfTest)
 	}
-	if err := counters.StartNS(o, cookie); err != nil {
+	// The marker first: from then on, a self-test killed with its
+	// plugin is found by it (Reclaim).
+	if err := o.MarkSelfTest(cookie); err != nil {
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
-	if err := o.MarkSelfTest(cookie); err != nil {
+	crashpoint.Done(crashpoint.SelfTestMark)
+	if err := counters.StartNS(o, cookie); err != nil {
 		done()
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
@@ -160,6 +177,7 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 		return nil, fmt.Errorf("self-test enroll: %w", err)
 	}
 	defer done()
+	crashpoint.Done(crashpoint.SelfTestEnroll)
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		return nil, err
 	}
@@ -171,6 +189,51 @@ func Run(o *node.Objects, exe string, splice bool) ([]Check, error) {
 		return nil, fmt.Errorf("self-test child: %s", rep.Err)
 	}
 	return rep.Checks, nil
+}
+
+// cgroupPrefix and the plugin's pid name a self-test's cgroup.
+const cgroupPrefix = "socksplice-selftest-"
+
+// Reclaim drops what a self-test killed with its plugin left behind: its
+// netns, which the marker still names, enrolled and with a counters entry
+// (the counts go to the self-test's retired ones), and its cgroup. The
+// caller holds the node lock, so no self-test of this node runs; those of
+// other nodes (other pin directories) have a live plugin and are left
+// alone.
+func Reclaim(o *node.Objects) error {
+	var errs []error
+	if o.SelfTestNetns != nil {
+		var cookie uint64
+		if err := o.SelfTestNetns.Lookup(uint32(0), &cookie); err != nil {
+			errs = append(errs, fmt.Errorf("reading the self-test marker: %w", err))
+		} else if cookie != 0 {
+			err := o.Enroll.Delete(cookie)
+			if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+				err = counters.Retire(o, cookie, counters.SelfTest)
+			}
+			if err == nil {
+				err = o.MarkSelfTest(0)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reclaiming a killed self-test's netns %d: %w", cookie, err))
+			}
+		}
+	}
+	root, err := cgroup.Root()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(root, cgroupPrefix+"*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), cgroupPrefix))
+		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // not ours, or its plugin still runs
+		}
+		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("removing a killed self-test's cgroup: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // maxDetail bounds one check's line: the verdicts of both engines share a

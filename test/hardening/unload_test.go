@@ -6,7 +6,6 @@
 package hardening
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,62 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/socksplice/socksplice/test/testenv"
 )
 
 // The churn test runs before the TIME_WAIT test (declaration order): its
 // final rmmod must not wait for the other's TIME_WAIT sockets.
-const moduleName = "socksplice"
-
-func moduleLoaded() bool {
-	_, err := os.Stat("/sys/module/" + moduleName + "/refcnt")
-	return err == nil
-}
-
-// requireReloadable skips unless the module is loaded and the guest said
-// where its .ko is (kernel/vm/guest-tests.sh), and makes sure at cleanup
-// that it is loaded again: the rest of the suite relies on it.
-func requireReloadable(t *testing.T) string {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireSpliceModule(t)
-	ko := os.Getenv("SOCKSPLICE_MODULE_KO")
-	if ko == "" {
-		t.Skip("SKIP: SOCKSPLICE_MODULE_KO is not set (the VM's guest-tests.sh sets it): cannot load the module again after rmmod")
-	}
-	if _, err := os.Stat(ko); err != nil {
-		t.Skipf("SKIP: %v", err)
-	}
-	t.Cleanup(func() {
-		if !moduleLoaded() {
-			if err := insmod(ko); err != nil {
-				t.Errorf("loading %s again: %v", ko, err)
-			}
-		}
-		if !moduleLoaded() {
-			t.Errorf("the module is not loaded after the test")
-		}
-	})
-	return ko
-}
-
-func insmod(ko string) error {
-	fd, err := unix.Open(ko, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return unix.FinitModule(fd, "", 0)
-}
-
-// rmmod tries delete_module(O_NONBLOCK) once: nil when the module went.
-func rmmod() error { return unix.DeleteModule(moduleName, unix.O_NONBLOCK) }
-
-func refusedBusy(err error) bool {
-	return errors.Is(err, unix.EWOULDBLOCK) || errors.Is(err, unix.EBUSY)
-}
 
 // Issue 14, item 2b: rmmod under connection churn is refused while
 // anything holds the module, and succeeds at once when everything has
@@ -84,7 +32,7 @@ func refusedBusy(err error) bool {
 // still runs. The module is loaded again at the end.
 func TestHardeningUnloadChurn(t *testing.T) {
 	klog := testenv.WatchKernelLog(t)
-	ko := requireReloadable(t)
+	ko := testenv.RequireReloadableModule(t)
 	t.Logf("module refcnt at the start: %d", testenv.ModuleStats(t)["refcnt"])
 	e := newEnv(t, "10.240.0.0/24", map[string]any{"mode": "splice", "ringKiB": 16})
 	ln := e.listen(t, 8100)
@@ -122,15 +70,15 @@ func TestHardeningUnloadChurn(t *testing.T) {
 	var unexpected []string
 	end := time.Now().Add(churn)
 	for time.Now().Before(end) {
-		err := rmmod()
+		err := testenv.RmmodSplice()
 		tries++
 		switch {
-		case refusedBusy(err):
+		case testenv.ModuleBusy(err):
 			refused++
 		case err == nil:
 			unexpected = append(unexpected, "rmmod SUCCEEDED while the network's program and its connections were live")
 			stop.Store(true)
-			if err := insmod(ko); err != nil {
+			if err := testenv.InsmodSplice(ko); err != nil {
 				t.Errorf("insmod: %v", err)
 			}
 			end = time.Now()
@@ -191,7 +139,7 @@ func TestHardeningUnloadChurn(t *testing.T) {
 		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
 			n++
-			err := rmmod()
+			err := testenv.RmmodSplice()
 			if n == 1 {
 				close(spinning) // refused once: the loop runs, the closes may begin
 			}
@@ -230,12 +178,12 @@ func TestHardeningUnloadChurn(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	klog.Check(t, "after the unload")
-	if !moduleLoaded() {
-		if err := insmod(ko); err != nil {
+	if !testenv.ModuleLoaded() {
+		if err := testenv.InsmodSplice(ko); err != nil {
 			t.Fatalf("insmod %s: %v", ko, err)
 		}
 	}
-	if !moduleLoaded() {
+	if !testenv.ModuleLoaded() {
 		t.Fatalf("the module is not back")
 	}
 	t.Logf("module loaded again: %s", fmt.Sprint(testenv.ModuleStats(t)["refcnt"]))

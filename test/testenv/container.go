@@ -68,9 +68,10 @@ func NewContainer(t T, name string) *Container {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+		if _, err := os.Stat(c.Netns); os.IsNotExist(err) {
+			return // DeleteNetns did
 		}
+		c.DeleteNetns(t)
 	})
 	if out, err := exec.Command("ip", "-n", c.NetnsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v %s", err, out)
@@ -85,6 +86,15 @@ func NewContainer(t T, name string) *Container {
 		os.Remove(cgBase) // succeeds once the last container is gone
 	})
 	return c
+}
+
+// DeleteNetns removes c's netns now, as a runtime does when a container
+// goes: its interfaces, the host veth's peer included, go with it.
+func (c *Container) DeleteNetns(t T) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
+		t.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+	}
 }
 
 // CgroupRoot returns the cgroup v2 root directory.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -38,6 +40,8 @@ type Network struct {
 	List     *libcni.NetworkConfigList
 	CNI      *libcni.CNIConfig
 	cacheDir string
+	stderr   io.Writer // where the plugins' stderr goes
+	env      []string  // extra environment of the socksplice plugin
 }
 
 // NewNetwork writes the conflist for a new network with its own bridge.
@@ -88,7 +92,7 @@ func NetworkFromConfList(t T, conflist []byte) *Network {
 	if err := json.Unmarshal(conflist, &list); err != nil {
 		t.Fatalf("conflist: %v", err)
 	}
-	n := &Network{cacheDir: t.TempDir()}
+	n := &Network{cacheDir: t.TempDir(), stderr: os.Stderr}
 	n.Name, _ = list["name"].(string)
 	plugins, _ := list["plugins"].([]any)
 	for _, p := range plugins {
@@ -163,8 +167,37 @@ func (n *Network) add(t T, c *Container, withCgroup bool) (*current.Result, erro
 // LogTo also copies what the network's plugins write to stderr (the
 // runtime's log of ADD, DEL, ...) to w.
 func (n *Network) LogTo(t T, w io.Writer) {
-	ex := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: io.MultiWriter(os.Stderr, w)}, PluginDecoder: version.PluginDecoder{}}
-	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, ex)
+	n.stderr = io.MultiWriter(os.Stderr, w)
+	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, n.exec())
+}
+
+// PluginEnv gives the socksplice plugin's later runs through n (ADD, DEL,
+// CHECK, GC) env on top of the test's environment; none: its own again.
+// The other plugins of the chain do not get it.
+func (n *Network) PluginEnv(t T, env ...string) {
+	n.env = env
+	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, n.exec())
+}
+
+func (n *Network) exec() invoke.Exec {
+	return &pluginEnvExec{
+		Exec: &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: n.stderr}, PluginDecoder: version.PluginDecoder{}},
+		env:  n.env,
+	}
+}
+
+// pluginEnvExec runs the plugins, adding env to the socksplice plugin's
+// environment.
+type pluginEnvExec struct {
+	invoke.Exec
+	env []string
+}
+
+func (e *pluginEnvExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	if filepath.Base(path) == "socksplice" {
+		environ = append(slices.Clone(environ), e.env...)
+	}
+	return e.Exec.ExecPlugin(ctx, path, stdin, environ)
 }
 
 // MustAdd is Add that fails the test on error.

@@ -9,6 +9,7 @@ package testenv
 
 import (
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/node"
@@ -42,6 +43,22 @@ func LoadStubbedSplice(t T, o *node.Objects) {
 	if err := o.LoadSplice(spec); err != nil {
 		t.Fatalf("loading the stubbed splice program with the node's maps: %v", err)
 	}
+}
+
+// PinnedLink returns the info of the link pinned at pin: its ID, its
+// program's, and (cgroup links) its cgroup's, 0 once detached.
+func PinnedLink(t T, pin string) *link.Info {
+	t.Helper()
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		t.Fatalf("link %s: %v", pin, err)
+	}
+	return info
 }
 
 // ProgID returns a program's ID.

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
 	"github.com/socksplice/socksplice/pkg/cgroup"
@@ -92,6 +93,60 @@ func RequireSpliceModule(t T) {
 	}
 }
 
+// ModuleLoaded says whether the splice module is loaded.
+func ModuleLoaded() bool {
+	_, err := os.Stat("/sys/module/" + sbpf.SpliceModule + "/refcnt")
+	return err == nil
+}
+
+// RequireReloadableModule skips unless the splice module is loaded and
+// the guest said where its .ko is (kernel/vm/guest-tests.sh sets
+// SOCKSPLICE_MODULE_KO), and makes sure at cleanup that it is loaded
+// again: the rest of the suite relies on it. It returns the .ko's path.
+func RequireReloadableModule(t T) string {
+	t.Helper()
+	RequireRoot(t)
+	RequireSpliceModule(t)
+	ko := os.Getenv("SOCKSPLICE_MODULE_KO")
+	if ko == "" {
+		t.Skip("SKIP: SOCKSPLICE_MODULE_KO is not set (the VM's guest-tests.sh sets it): cannot load the module again after rmmod")
+	}
+	if _, err := os.Stat(ko); err != nil {
+		t.Skipf("SKIP: %v", err)
+	}
+	t.Cleanup(func() {
+		if !ModuleLoaded() {
+			if err := InsmodSplice(ko); err != nil {
+				t.Errorf("loading %s again: %v", ko, err)
+			}
+		}
+		if !ModuleLoaded() {
+			t.Errorf("the module is not loaded after the test")
+		}
+	})
+	return ko
+}
+
+// InsmodSplice loads the splice module from ko.
+func InsmodSplice(ko string) error {
+	fd, err := unix.Open(ko, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.FinitModule(fd, "", 0)
+}
+
+// RmmodSplice tries delete_module(O_NONBLOCK) once: nil when the module
+// went.
+func RmmodSplice() error { return unix.DeleteModule(sbpf.SpliceModule, unix.O_NONBLOCK) }
+
+// ModuleBusy says whether RmmodSplice was refused because something
+// holds the module.
+func ModuleBusy(err error) bool {
+	return errors.Is(err, unix.EWOULDBLOCK) || errors.Is(err, unix.EBUSY)
+}
+
 // spliceRead reads c to its end with splice(2), as Go's io.Copy between
 // TCP connections does.
 func spliceRead(w io.Writer, c *net.TCPConn) (int64, string) { return selftest.SpliceRead(w, c) }
@@ -111,6 +166,12 @@ func MapEntries(t T, pinDir string) map[string]int {
 		t.Fatalf("opening pins: %v", err)
 	}
 	defer o.Close()
+	return MapEntriesOf(t, o)
+}
+
+// MapEntriesOf is MapEntries of objects the caller has open.
+func MapEntriesOf(t T, o *node.Objects) map[string]int {
+	t.Helper()
 	out := map[string]int{}
 	for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll, "localAddrs": o.LocalAddrs, "domainAddrs": o.DomainAddrs, "attach": o.Attach} {
 		// Keys only: a SOCKHASH's values are sockets.
