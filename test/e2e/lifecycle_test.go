@@ -301,7 +301,7 @@ func TestDelWithConfigTypo(t *testing.T) {
 }
 
 // ipamDataDir is where the network's host-local keeps its leases.
-func ipamDataDir(t *testing.T, n *testenv.Network) string {
+func ipamDataDir(t testenv.T, n *testenv.Network) string {
 	t.Helper()
 	var p struct {
 		IPAM struct {

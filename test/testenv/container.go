@@ -34,6 +34,7 @@ type Container struct {
 	Annotations map[string]string
 	mu          sync.Mutex
 	results     map[string]*current.Result // by network name
+	netnsGone   bool
 }
 
 var (
@@ -68,8 +69,8 @@ func NewContainer(t T, name string) *Container {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+		if err := c.RemoveNetns(); err != nil {
+			t.Errorf("%v", err)
 		}
 	})
 	if out, err := exec.Command("ip", "-n", c.NetnsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
@@ -85,6 +86,22 @@ func NewContainer(t T, name string) *Container {
 		os.Remove(cgBase) // succeeds once the last container is gone
 	})
 	return c
+}
+
+// RemoveNetns deletes c's netns, as when a container dies before its
+// runtime ran DEL; its cleanup then has nothing left to delete. The
+// kernel frees the netns once nothing holds it any more.
+func (c *Container) RemoveNetns() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.netnsGone {
+		return nil
+	}
+	if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+	}
+	c.netnsGone = true
+	return nil
 }
 
 // CgroupRoot returns the cgroup v2 root directory.
