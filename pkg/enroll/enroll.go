@@ -263,7 +263,8 @@ func detachLinks(o *node.Objects, network, containerID, ifname string) error {
 }
 
 func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifname string) error {
-	errs := []error{detachLinks(o, network, containerID, ifname)}
+	detached := detachLinks(o, network, containerID, ifname)
+	errs := []error{detached}
 	for _, ad := range rec.AddrList() {
 		lk := sbpf.AbiSsLocalKey{Netns: rec.Netns, Addr: addrWords(ad)}
 		errs = append(errs, ignoreMissing(o.LocalAddrs.Delete(&lk)))
@@ -273,12 +274,17 @@ func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifnam
 			errs = append(errs, ignoreMissing(o.DomainAddrs.Delete(&dk)))
 		}
 	}
-	errs = append(errs, deleteRecord(o, key))
+	// A link that could not be unpinned (a read-only bpffs) keeps the
+	// record: it is what DEL and GC find the link by, to try again.
+	if detached == nil {
+		errs = append(errs, deleteRecord(o, key))
+	}
 	if rec.Flags&RecordOff != 0 {
 		return errors.Join(errs...) // it enrolled nothing
 	}
 	// The netns stays enrolled while another attachment still uses it.
 	recs, err := Records(o)
+	delete(recs, key)
 	if err != nil {
 		errs = append(errs, err)
 	} else if !slices.ContainsFunc(slices.Collect(maps.Values(recs)), func(r Record) bool {
