@@ -54,17 +54,15 @@ func Probe() Features {
 		f.CgroupRoot = root
 	}
 	f.SpliceKfunc = node.HaveSpliceKfuncs()
-	if f.SpliceKfunc {
-		// The module's BTF builds on the kernel's: no need to parse
-		// vmlinux's (megabytes) on every ADD.
-		f.BTF, f.SockOpsKfuncs = true, true
-	} else {
+	if !f.SpliceKfunc {
 		f.BTF, f.SockOpsKfuncs = kernelBTF()
+		return f
 	}
-	if f.SpliceKfunc {
-		if err := node.SpliceABIError(); err != nil {
-			f.SpliceABI = err.Error()
-		}
+	// The module's BTF builds on the kernel's: no need to parse vmlinux's
+	// (megabytes) on every ADD.
+	f.BTF, f.SockOpsKfuncs = true, true
+	if err := node.SpliceABIError(); err != nil {
+		f.SpliceABI = err.Error()
 	}
 	return f
 }

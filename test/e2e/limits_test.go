@@ -130,7 +130,7 @@ func TestLimitEnrolled(t *testing.T) {
 	before := testenv.TakeFootprint(t, n.PinDir, a.Cgroup, b.Cgroup, c.Cgroup)
 	_, err := n.Add(t, c)
 	ce := wantCNIError(t, fmt.Sprintf("ADD of container %d", limit+1), err, 102, fmt.Sprintf("node limit reached: a node holds at most %d enrolled network namespaces", limit))
-	if d := before.Diff(testenv.TakeFootprint(t, n.PinDir, a.Cgroup, b.Cgroup, c.Cgroup)); d != "" {
+	if _, d := testenv.AwaitFootprint(t, before, n.PinDir, a.Cgroup, b.Cgroup, c.Cgroup); d != "" {
 		t.Errorf("the refused ADD changed the node: %s", d)
 	}
 	if err := n.Del(t, c); err != nil {

@@ -102,8 +102,8 @@ func TestStorm(t *testing.T) {
 	if err := s.gc(); err != nil {
 		t.Errorf("GC: %v", err)
 	}
-	after := testenv.TakeFootprint(t, n.PinDir)
-	if d := base.Diff(after); d != "" {
+	after, d := testenv.AwaitFootprint(t, base, n.PinDir)
+	if d != "" {
 		t.Errorf("after every container was deleted the node's footprint differs from the baseline: %s", d)
 	}
 	ports, leases := bridgePorts(t, n, 0), leaseCount(t, n)
@@ -354,7 +354,7 @@ func (s *storm) round(t testenv.T, tr []*testenv.Container, base testenv.Footpri
 		f.Xfers++
 		select {
 		case <-stormDone:
-		default:
+		case <-time.After(100 * time.Millisecond): // CPU for the storm
 			continue
 		}
 		break
@@ -391,11 +391,10 @@ func (s *storm) round(t testenv.T, tr []*testenv.Container, base testenv.Footpri
 	if len(errs) > 0 {
 		t.Fatalf("after the storm: %d of %d live containers fail CHECK, the first: %s", len(errs), len(live), errs[0])
 	}
-	fp := testenv.TakeFootprint(t, n.PinDir, cgroups...)
 	k := len(live)
 	want := testenv.Footprint{Pins: base.Pins + k, Links: base.Links + k, CgroupProgs: base.CgroupProgs + k, FDs: base.FDs,
 		Maps: map[string]int{"pairs": 0, "enroll": k, "localAddrs": k, "domainAddrs": k, "attach": k, "nsCounters": k}}
-	if d := want.Diff(fp); d != "" {
+	if _, d := testenv.AwaitFootprint(t, want, n.PinDir, cgroups...); d != "" {
 		t.Errorf("with %d containers alive the node's footprint is not the baseline's plus one share each: %s", k, d)
 	}
 	if ports, leases := bridgePorts(t, n, k), leaseCount(t, n); ports != k || leases != k {
@@ -407,11 +406,10 @@ func (s *storm) round(t testenv.T, tr []*testenv.Container, base testenv.Footpri
 	if len(errs) > 0 {
 		t.Fatalf("teardown: %s", errs[0])
 	}
-	fp = testenv.TakeFootprint(t, n.PinDir, cgroups...)
 	want = testenv.Footprint{Pins: base.Pins + len(tr), Links: base.Links + len(tr), CgroupProgs: base.CgroupProgs + len(tr),
 		FDs: base.FDs, Maps: map[string]int{"pairs": 0, "enroll": len(tr), "localAddrs": len(tr), "domainAddrs": len(tr),
 			"attach": len(tr), "nsCounters": len(tr)}}
-	if d := want.Diff(fp); d != "" {
+	if _, d := testenv.AwaitFootprint(t, want, n.PinDir, cgroups...); d != "" {
 		t.Errorf("after the storm's containers were deleted, with the %d traffic containers left: %s", len(tr), d)
 	}
 	t.Logf("round: %s; footprint with %d alive: as expected", f, k)

@@ -283,7 +283,7 @@ func TestUnsupportedReadOnlyBPFFS(t *testing.T) {
 	n.LogTo(t, &log)
 	_, err := n.Add(t, b)
 	ce := wantCNIError(t, "ADD with the pins read-only", err, 102, "read-only file system")
-	if d := before.Diff(testenv.TakeFootprint(t, n.PinDir, a.Cgroup, b.Cgroup)); d != "" {
+	if _, d := testenv.AwaitFootprint(t, before, n.PinDir, a.Cgroup, b.Cgroup); d != "" {
 		t.Errorf("the refused ADD changed the node: %s", d)
 	}
 	if err := n.Del(t, b); err != nil {

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -210,6 +211,25 @@ func TakeFootprint(t T, pinDir string, cgroups ...string) Footprint {
 		}
 	}
 	return f
+}
+
+// AwaitFootprint takes the node's footprint until it is want, for at most
+// 5 s, and returns the last one and how it differs from want ("" once it
+// is want). A link whose pin was removed leaves the kernel, and its
+// cgroup, asynchronously: bpffs drops its reference after an RCU grace
+// period.
+func AwaitFootprint(t T, want Footprint, pinDir string, cgroups ...string) (Footprint, string) {
+	t.Helper()
+	var f Footprint
+	var d string
+	for i := 0; i < 50; i++ {
+		if f = TakeFootprint(t, pinDir, cgroups...); want.Diff(f) == "" {
+			return f, ""
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d = want.Diff(f)
+	return f, d
 }
 
 // nodeProgs returns the IDs of the sock_ops programs pinned under pinDir.
