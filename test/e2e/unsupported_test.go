@@ -32,6 +32,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/socksplice/socksplice/pkg/bpffs"
 	"github.com/socksplice/socksplice/pkg/cgroup"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/node"
@@ -221,6 +222,7 @@ func TestUnsupportedBPFFSNotMountable(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Skip("SKIP: needs setpriv (util-linux)")
 	}
+	hostBPFFS(t)
 	script := `exec unshare -m --propagation private sh -c 'umount -l /sys/fs/bpf || exit 1; ` +
 		`exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin "$@"' - "$SOCKSPLICE" "$@"`
 	figures := refusedInEveryMode(t, 4, script, "may not mount one (no CAP_SYS_ADMIN)", "mounting bpffs at /sys/fs/bpf: operation not permitted")
@@ -251,6 +253,16 @@ func refusedInEveryMode(t *testing.T, net int, script, status, add string) []str
 	return figures
 }
 
+// hostBPFFS mounts bpffs at /sys/fs/bpf where nothing is (a fresh test
+// VM), as the plugin's first ADD would: the tests change that mount for
+// the plugin alone.
+func hostBPFFS(t *testing.T) {
+	t.Helper()
+	if err := bpffs.Ensure(bpffs.DefaultMount); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // nothingMade fails t if a refused ADD left anything: the pin directory,
 // or a program on the container's cgroup.
 func nothingMade(t *testing.T, n *testenv.Network, c *testenv.Container) {
@@ -269,6 +281,7 @@ func nothingMade(t *testing.T, n *testenv.Network, c *testenv.Container) {
 // once the mount is writable again, removes the rest.
 func TestUnsupportedReadOnlyBPFFS(t *testing.T) {
 	testenv.RequireRoot(t)
+	hostBPFFS(t)
 	ro := privateMounts("mount -o remount,bind,ro /sys/fs/bpf")
 	figures := refusedInEveryMode(t, 6, ro, "read-only", "read-only file system")
 
