@@ -29,13 +29,13 @@ const (
 	stormXfer     = 1 << 20
 )
 
-// TestStorm runs 200 containers through the real bridge, host-local and
-// socksplice plugins (libcni, mode sockmap, cgroupPath): ADD, CHECK, DEL
-// and re-ADD, 8 at a time, while GC runs in a loop and two pairs of
-// containers exchange data through the fast path. A quarter of the
-// containers die without DEL (netns deleted, left out of GC's valid
-// list), as when a runtime loses them: GC must reclaim those and no
-// other. Afterwards every live container passes CHECK, the node holds
+// TestStorm runs 200 containers (40 in the test VM) through the real
+// bridge, host-local and socksplice plugins (libcni, mode sockmap,
+// cgroupPath): ADD, CHECK, DEL and re-ADD, 8 at a time, GC every 50 ms
+// between them, while two pairs of containers exchange data through the
+// fast path. A fifth of the containers die without DEL (netns deleted,
+// left out of GC's valid list), as when a runtime loses them: GC must
+// reclaim those and no other. Afterwards every live container passes CHECK, the node holds
 // exactly one enrollment, address pair, counters entry, link pin, BPF
 // link and cgroup attachment per live container, and once they are all
 // deleted its footprint (pins, links, map entries, cgroup attachments,
