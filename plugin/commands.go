@@ -155,16 +155,20 @@ func printStatus(args []string) int {
 	if fs.NArg() > 0 {
 		dir = fs.Arg(0)
 	}
+	var st *status.Status
 	o, err := node.Open(dir)
-	if err != nil {
+	switch {
+	case errors.Is(err, node.ErrNotLoaded):
+		st = status.NotLoaded(dir, engine.Probe())
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "socksplice: %s: %v\n", dir, err)
 		return 1
-	}
-	defer o.Close()
-	st, err := status.Collect(o, engine.Probe())
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
-		return 1
+	default:
+		defer o.Close()
+		if st, err = status.Collect(o, engine.Probe()); err != nil {
+			fmt.Fprintf(os.Stderr, "socksplice: %v\n", err)
+			return 1
+		}
 	}
 	if *human {
 		if err := st.WriteTable(os.Stdout); err != nil {

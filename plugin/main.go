@@ -18,6 +18,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/socksplice/socksplice/conf"
+	"github.com/socksplice/socksplice/pkg/bpffs"
 	"github.com/socksplice/socksplice/pkg/engine"
 	"github.com/socksplice/socksplice/pkg/enroll"
 	"github.com/socksplice/socksplice/pkg/node"
@@ -110,18 +111,23 @@ func attachment(c *conf.NetConf, args *skel.CmdArgs, prev *current.Result) enrol
 	}
 }
 
-func decide(c *conf.NetConf, o *node.Objects) (engine.Decision, error) {
+// engineErr turns the engine's refusal into the CNI error ADD returns.
+func engineErr(err error) error {
+	var unavail *engine.ErrUnavailable
+	if errors.As(err, &unavail) {
+		return types.NewError(ErrEngineUnavailable, "mode: "+err.Error(), "")
+	}
+	return types.NewError(types.ErrInternal, "choosing engine", err.Error())
+}
+
+func decide(c *conf.NetConf, f engine.Features, o *node.Objects) (engine.Decision, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return engine.Decision{}, types.NewError(types.ErrInternal, "locating own binary for the self-test", err.Error())
 	}
-	d, err := engine.Decide(string(c.Mode), engine.Probe(), o, exe)
-	var unavail *engine.ErrUnavailable
-	if errors.As(err, &unavail) {
-		return d, types.NewError(ErrEngineUnavailable, "mode: "+err.Error(), "")
-	}
+	d, err := engine.Decide(string(c.Mode), f, o, exe)
 	if err != nil {
-		return d, types.NewError(types.ErrInternal, "choosing engine", err.Error())
+		return d, engineErr(err)
 	}
 	return d, nil
 }
@@ -134,6 +140,19 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if c.Mode == conf.ModeOff {
 		return types.PrintResult(c.PrevResult, c.CNIVersion)
 	}
+	// What the kernel rules out is decided before anything is loaded: a
+	// forced engine it cannot run fails here, and auto where no engine
+	// can run (no BTF, no sockmap, no cgroup v2) loads, enrolls and
+	// records nothing.
+	f := engine.Probe()
+	d, final, err := engine.Precheck(string(c.Mode), f)
+	if err != nil {
+		return engineErr(err)
+	}
+	if final && d.Engine == engine.Off {
+		tell(c, d, nil)
+		return types.PrintResult(c.PrevResult, c.CNIVersion)
+	}
 	o, err := node.Load(c.PinDir)
 	if err != nil {
 		return types.NewError(ErrLoad, "pinDir: loading BPF objects", err.Error())
@@ -142,29 +161,12 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := selftest.Reclaim(o); err != nil {
 		logf("%v", err) // a leftover of a killed ADD; this ADD need not fail for it
 	}
-	d, err := decide(c, o)
-	if err != nil {
-		return err
-	}
-	// The runtime keeps the plugin's stderr in its log (podman does not):
-	// the system log also gets it, once per node and decision.
-	var weaker string
-	switch {
-	case d.Engine == engine.Off:
-		weaker = fmt.Sprintf("network %s: mode %s (from %s) runs plain TCP on this node: %s", c.Name, c.Mode, c.ModeFrom(), d.Reason)
-	case d.Engine != engine.Splice && c.Mode == conf.ModeAuto:
-		weaker = fmt.Sprintf("network %s: mode auto (from %s) uses the %s engine on this node: %s", c.Name, c.ModeFrom(), d.Engine, d.Reason)
-	}
-	if weaker != "" {
-		logf("%s", weaker)
-		if first, err := engine.FirstNotice(o, string(c.Mode), d); err != nil {
-			logf("remembering the notice: %v", err)
-		} else if first {
-			if _, err := notice.Log(weaker); err != nil {
-				logf("system log: %v", err)
-			}
+	if !final {
+		if d, err = decide(c, f, o); err != nil {
+			return err
 		}
 	}
+	tell(c, d, o)
 	if d.Engine == engine.Sockmap && c.BusyPollUs != 0 {
 		logf("network %s: busyPollUs=%d is unused by the sockmap engine (splice engine only)", c.Name, c.BusyPollUs)
 	}
@@ -175,6 +177,38 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return types.NewError(ErrEnroll, "enrolling container "+args.ContainerID, err.Error())
 	}
 	return types.PrintResult(c.PrevResult, c.CNIVersion)
+}
+
+// tell says on stderr when a container gets less than the fastest engine,
+// and, once per node and decision, in the system log: the runtime keeps
+// the plugin's stderr in its log (podman does not). Without objects (the
+// kernel ruled out every engine) the node's pin directory remembers what
+// was told.
+func tell(c *conf.NetConf, d engine.Decision, o *node.Objects) {
+	var weaker string
+	switch {
+	case d.Engine == engine.Off:
+		weaker = fmt.Sprintf("network %s: mode %s (from %s) runs plain TCP on this node: %s", c.Name, c.Mode, c.ModeFrom(), d.Reason)
+	case d.Engine != engine.Splice && c.Mode == conf.ModeAuto:
+		weaker = fmt.Sprintf("network %s: mode auto (from %s) uses the %s engine on this node: %s", c.Name, c.ModeFrom(), d.Engine, d.Reason)
+	default:
+		return
+	}
+	logf("%s", weaker)
+	var first bool
+	var err error
+	if o != nil {
+		first, err = engine.FirstNotice(o, string(c.Mode), d)
+	} else {
+		first, err = engine.FirstNoticeIn(c.PinDir, string(c.Mode), d)
+	}
+	if err != nil {
+		logf("remembering the notice: %v", err)
+	} else if first {
+		if _, err := notice.Log(weaker); err != nil {
+			logf("system log: %v", err)
+		}
+	}
 }
 
 // cmdDel undoes ADD whatever the mode says now (it may have changed since),
@@ -229,6 +263,11 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if c.Mode == conf.ModeOff {
 		return nil
 	}
+	// Where the kernel rules out every engine, auto's ADD enrolled and
+	// recorded nothing: there is nothing to check.
+	if d, final, err := engine.Precheck(string(c.Mode), engine.Probe()); err == nil && final && d.Engine == engine.Off {
+		return nil
+	}
 	return withPinned(c.PinDir, false, func(o *node.Objects) error {
 		if err := enroll.Check(o, attachment(c, args, prev)); err != nil {
 			return types.NewError(ErrEnroll, "check", err.Error())
@@ -263,22 +302,26 @@ func cmdGC(args *skel.CmdArgs) error {
 	})
 }
 
-// cmdStatus reports whether the configured engine can run here.
+// cmdStatus reports whether ADD would succeed here: the configured engine
+// can run (auto always can: where no engine runs, it runs plain TCP), and
+// the pin directory can hold pins.
 func cmdStatus(args *skel.CmdArgs) error {
 	c, _, err := parse(args, false)
 	if err != nil {
 		return err
 	}
-	f := engine.Probe()
-	switch c.Mode {
-	case conf.ModeSockmap:
-		if err := f.SockmapReady(); err != nil {
-			return types.NewError(types.ErrPluginNotAvailable, "mode: sockmap engine unavailable", err.Error())
-		}
-	case conf.ModeSplice:
-		if _, err := engine.Decide(engine.Splice, f, nil, ""); err != nil {
-			return types.NewError(types.ErrPluginNotAvailable, "mode: "+err.Error(), "")
-		}
+	if c.Mode == conf.ModeOff {
+		return nil
+	}
+	d, final, err := engine.Precheck(string(c.Mode), engine.Probe())
+	if err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "mode: "+err.Error(), "")
+	}
+	if final && d.Engine == engine.Off {
+		return nil // ADD needs no pins there
+	}
+	if err := bpffs.Usable(c.PinDir); err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "pinDir: "+err.Error(), "")
 	}
 	return nil
 }

@@ -28,11 +28,11 @@ func IsBPFFS(path string) (bool, error) {
 	return st.Type == unix.BPF_FS_MAGIC, nil
 }
 
-// Ensure makes sure dir can hold pins: it mounts bpffs at /sys/fs/bpf when
-// dir lies under it and nothing is mounted there yet (some hosts never mount
-// it), then creates dir.
-func Ensure(dir string) error {
-	anc := dir
+// existing returns dir's deepest ancestor (or dir) that exists, whether it
+// is on bpffs, and, when it is not, whether bpffs may be mounted for dir
+// (at DefaultMount, which dir lies under).
+func existing(dir string) (anc string, onBPFFS bool, err error) {
+	anc = dir
 	for {
 		if _, err := os.Stat(anc); err == nil {
 			break
@@ -43,14 +43,25 @@ func Ensure(dir string) error {
 		}
 		anc = parent
 	}
-	ok, err := IsBPFFS(anc)
+	onBPFFS, err = IsBPFFS(anc)
 	if err != nil {
-		return fmt.Errorf("pinDir %s: %w", dir, err)
+		return "", false, fmt.Errorf("pinDir %s: %w", dir, err)
+	}
+	if !onBPFFS && dir != DefaultMount && !strings.HasPrefix(dir, DefaultMount+"/") {
+		return "", false, fmt.Errorf("pinDir %s: not on a bpf filesystem (mount one, or use a directory under %s)", dir, DefaultMount)
+	}
+	return anc, onBPFFS, nil
+}
+
+// Ensure makes sure dir can hold pins: it mounts bpffs at /sys/fs/bpf when
+// dir lies under it and nothing is mounted there yet (some hosts never mount
+// it), then creates dir.
+func Ensure(dir string) error {
+	_, ok, err := existing(dir)
+	if err != nil {
+		return err
 	}
 	if !ok {
-		if dir != DefaultMount && !strings.HasPrefix(dir, DefaultMount+"/") {
-			return fmt.Errorf("pinDir %s: not on a bpf filesystem (mount one, or use a directory under %s)", dir, DefaultMount)
-		}
 		if err := os.MkdirAll(DefaultMount, 0o755); err != nil {
 			return fmt.Errorf("pinDir %s: %w", dir, err)
 		}
@@ -66,4 +77,35 @@ func Ensure(dir string) error {
 		crashpoint.Done(crashpoint.PinDirCreate)
 	}
 	return nil
+}
+
+// Usable says why Ensure would fail for dir, without doing anything: dir
+// (or what of it exists) is not on bpffs and bpffs cannot be mounted for
+// it (not under /sys/fs/bpf, or the process may not mount: no
+// CAP_SYS_ADMIN), or it sits on a read-only mount.
+func Usable(dir string) error {
+	anc, ok, err := existing(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if !capable(unix.CAP_SYS_ADMIN) {
+			return fmt.Errorf("pinDir %s: no bpf filesystem at %s, and this process may not mount one (no CAP_SYS_ADMIN)", dir, DefaultMount)
+		}
+		return nil
+	}
+	if err := unix.Access(anc, unix.W_OK); errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("pinDir %s: %s is on a read-only mount", dir, anc)
+	}
+	return nil
+}
+
+// capable says whether capability c is in this process's effective set.
+func capable(c int) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[c/32].Effective&(1<<(uint(c)%32)) != 0
 }

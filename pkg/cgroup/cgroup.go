@@ -175,8 +175,12 @@ func Attach(dir string, prog *ebpf.Program, pin string) error {
 }
 
 // Detach removes a pinned link; the kernel detaches it with the last
-// reference. A missing pin is not an error.
+// reference. A missing pin is not an error, also on a read-only bpffs
+// (where unlink says EROFS before it looks).
 func Detach(pin string) error {
+	if _, err := os.Lstat(pin); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	err := os.Remove(pin)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

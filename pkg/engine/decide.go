@@ -34,6 +34,38 @@ func (e *ErrUnavailable) Error() string {
 	return fmt.Sprintf("engine %q is not available on this node: %s", e.Engine, e.Why)
 }
 
+// Precheck decides what the kernel probe alone can, before the node's
+// objects are loaded or anything is created: a forced engine the kernel
+// cannot run fails (ErrUnavailable), and auto where neither engine can
+// run is off (a kernel without sockmap, without BTF, a host without
+// cgroup v2). final is false where the node's objects must decide: the
+// self-tests of auto, the splice program of mode splice. A final engine
+// other than off still needs them loaded.
+func Precheck(mode string, f Features) (d Decision, final bool, err error) {
+	switch mode {
+	case Off:
+		return Decision{Engine: Off, Reason: "mode off"}, true, nil
+	case Sockmap:
+		if err := f.SockmapReady(); err != nil {
+			return Decision{}, true, &ErrUnavailable{Sockmap, err.Error()}
+		}
+		return Decision{Engine: Sockmap, Reason: "forced by mode sockmap (known gaps: see README)"}, true, nil
+	case Splice:
+		if err := spliceReady(f, nil); err != nil {
+			return Decision{}, true, &ErrUnavailable{Splice, err.Error()}
+		}
+		return Decision{}, false, nil
+	case Auto, "":
+		// The same words as Decide's once the self-tests ran.
+		sp, sm := spliceReady(f, nil), f.SockmapReady()
+		if sp != nil && sm != nil {
+			return Decision{Engine: Off, Reason: "splice engine not available (" + sp.Error() + "); sockmap engine unusable: " + sm.Error()}, true, nil
+		}
+		return Decision{}, false, nil
+	}
+	return Decision{}, true, fmt.Errorf("unknown mode %q", mode)
+}
+
 // Decide picks the engine for mode. o may be nil only for modes off and
 // splice (then the kfuncs alone decide, as STATUS needs). Auto picks the
 // splice engine if the node can run it and it passes its behavioural
@@ -41,22 +73,14 @@ func (e *ErrUnavailable) Error() string {
 // runs once per node and kernel (exe runs the child) and its verdict is
 // cached in the node's meta map.
 func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, error) {
-	switch mode {
-	case Off:
-		return Decision{Engine: Off, Reason: "mode off"}, nil
-	case Sockmap:
-		if err := f.SockmapReady(); err != nil {
-			return Decision{}, &ErrUnavailable{Sockmap, err.Error()}
-		}
-		return Decision{Engine: Sockmap, Reason: "forced by mode sockmap (known gaps: see README)"}, nil
-	case Splice:
+	if d, final, err := Precheck(mode, f); final || err != nil {
+		return d, err
+	}
+	if mode == Splice {
 		if err := spliceReady(f, o); err != nil {
 			return Decision{}, &ErrUnavailable{Splice, err.Error()}
 		}
 		return Decision{Engine: Splice, Reason: "forced by mode splice"}, nil
-	case Auto, "":
-	default:
-		return Decision{}, fmt.Errorf("unknown mode %q", mode)
 	}
 
 	// Auto says why it did not pick splice, also where the module is
@@ -79,6 +103,10 @@ func Decide(mode string, f Features, o *node.Objects, exe string) (Decision, err
 // spliceReady returns why the splice engine cannot run, or nil. Without
 // node objects (o nil) the kfuncs alone decide.
 func spliceReady(f Features, o *node.Objects) error {
+	if !f.BTF {
+		// Without it nothing can tell the kfuncs: say what is missing.
+		return f.SockmapReady()
+	}
 	if !f.SpliceKfunc && !f.SockOpsKfuncs {
 		return fmt.Errorf("kernel %s cannot call module kfuncs from sock_ops programs (needs 6.15), so the %s module cannot serve it", f.Kernel, sbpf.SpliceModule)
 	}
@@ -89,6 +117,11 @@ func spliceReady(f Features, o *node.Objects) error {
 	// replaced by another release since.
 	if f.SpliceABI != "" {
 		return errors.New(f.SpliceABI)
+	}
+	// The splice program is loaded with the node's objects, the sockmap
+	// engine's maps among them: it needs what they need.
+	if err := f.SockmapReady(); err != nil {
+		return err
 	}
 	if o != nil && o.Splice == nil {
 		if o.SpliceErr != nil {

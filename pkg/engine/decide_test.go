@@ -15,7 +15,7 @@ import (
 )
 
 func TestDecideForcedModes(t *testing.T) {
-	ready := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
+	ready := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, BTF: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
 	var unavail *ErrUnavailable
 
 	if d, err := Decide(Off, ready, nil, ""); err != nil || d.Engine != Off {
@@ -42,7 +42,7 @@ func TestDecideForcedModes(t *testing.T) {
 }
 
 func TestDecideSplice(t *testing.T) {
-	noKfunc := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
+	noKfunc := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, BTF: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
 	noHook := noKfunc
 	noHook.Kernel, noHook.SockOpsKfuncs = "6.12.118+deb13-amd64", false
 	kfunc := noKfunc
@@ -90,6 +90,62 @@ func TestDecideSplice(t *testing.T) {
 			}
 			if err != nil || d.Engine != tc.engine || !strings.Contains(d.Reason, tc.want) {
 				t.Errorf("Decide = %+v, %v; want engine %s, reason naming %q", d, err, tc.engine, tc.want)
+			}
+		})
+	}
+}
+
+// TestPrecheck: what the kernel probe alone rules out is decided before
+// anything is loaded: auto is off where neither engine can run (a kernel
+// without BTF or SOCKHASH, a host without cgroup v2), a forced engine
+// fails naming what is missing, and everything else waits for the node's
+// objects.
+func TestPrecheck(t *testing.T) {
+	ready := Features{Kernel: "x", SockOps: true, SkMsg: true, SockHash: true, BTF: true, CgroupRoot: "/sys/fs/cgroup", SockOpsKfuncs: true}
+	noBTF, noHash, noCgroup := ready, ready, ready
+	noBTF.BTF, noHash.SockHash, noCgroup.CgroupRoot = false, false, ""
+	spliceNoHash := noHash
+	spliceNoHash.SpliceKfunc = true
+	cases := []struct {
+		name  string
+		mode  string
+		f     Features
+		final bool
+		eng   string // "" means ErrUnavailable
+		want  string
+	}{
+		{"auto, ready", Auto, ready, false, "", ""},
+		{"auto, no BTF", Auto, noBTF, true, Off, "sockmap engine unusable: kernel x lacks: kernel BTF"},
+		{"auto, no SOCKHASH", Auto, noHash, true, Off, "lacks: SOCKHASH maps"},
+		{"auto, no cgroup v2", "", noCgroup, true, Off, "lacks: a mounted cgroup v2 hierarchy"},
+		{"auto, module but no SOCKHASH", Auto, spliceNoHash, true, Off, "splice engine not available (kernel x lacks: SOCKHASH maps)"},
+		{"sockmap, ready", Sockmap, ready, true, Sockmap, "forced"},
+		{"sockmap, no BTF", Sockmap, noBTF, true, "", "kernel BTF"},
+		{"splice, module but no SOCKHASH", Splice, spliceNoHash, true, "", "SOCKHASH"},
+		{"off", Off, noBTF, true, Off, "mode off"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, final, err := Precheck(tc.mode, tc.f)
+			if final != tc.final {
+				t.Fatalf("Precheck = %+v, final %v, %v; want final %v", d, final, err, tc.final)
+			}
+			if !final {
+				return
+			}
+			if tc.eng == "" {
+				var unavail *ErrUnavailable
+				if !errors.As(err, &unavail) || unavail.Engine != tc.mode || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("Precheck = %v; want ErrUnavailable for %s naming %q", err, tc.mode, tc.want)
+				}
+				return
+			}
+			if err != nil || d.Engine != tc.eng || !strings.Contains(d.Reason, tc.want) {
+				t.Errorf("Precheck = %+v, %v; want %s, reason naming %q", d, err, tc.eng, tc.want)
+			}
+			// Decide says the same without objects.
+			if d2, err2 := Decide(tc.mode, tc.f, nil, ""); d2.Reason != d.Reason || (err2 == nil) != (err == nil) {
+				t.Errorf("Decide = %+v, %v; Precheck said %+v, %v", d2, err2, d, err)
 			}
 		})
 	}

@@ -8,8 +8,8 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -22,10 +22,14 @@ import (
 
 // Features is what the running kernel offers.
 type Features struct {
-	Kernel      string `json:"kernel"`
-	SockOps     bool   `json:"sockOps"`
-	SkMsg       bool   `json:"skMsg"`
-	SockHash    bool   `json:"sockHash"`
+	Kernel   string `json:"kernel"`
+	SockOps  bool   `json:"sockOps"`
+	SkMsg    bool   `json:"skMsg"`
+	SockHash bool   `json:"sockHash"`
+	// BTF: the kernel's own type information, which the programs'
+	// CO-RE relocations are resolved against (CONFIG_DEBUG_INFO_BTF,
+	// /sys/kernel/btf/vmlinux).
+	BTF         bool   `json:"btf"`
 	CgroupRoot  string `json:"cgroupRoot,omitempty"`
 	SpliceKfunc bool   `json:"spliceKfunc"` // both of the splice engine's kfuncs
 	// SockOpsKfuncs: the kernel lets sock_ops programs call kfuncs, which
@@ -50,11 +54,15 @@ func Probe() Features {
 		f.CgroupRoot = root
 	}
 	f.SpliceKfunc = node.HaveSpliceKfuncs()
-	f.SockOpsKfuncs = f.SpliceKfunc || haveSockOpsKfuncs()
-	if f.SpliceKfunc {
-		if err := node.SpliceABIError(); err != nil {
-			f.SpliceABI = err.Error()
-		}
+	if !f.SpliceKfunc {
+		f.BTF, f.SockOpsKfuncs = kernelBTF()
+		return f
+	}
+	// The module's BTF builds on the kernel's: no need to parse vmlinux's
+	// (megabytes) on every ADD.
+	f.BTF, f.SockOpsKfuncs = true, true
+	if err := node.SpliceABIError(); err != nil {
+		f.SpliceABI = err.Error()
 	}
 	return f
 }
@@ -63,32 +71,38 @@ func Probe() Features {
 // presence in vmlinux BTF says a module's sock_ops kfuncs can register.
 const sockOpsHookKfunc = "bpf_sock_ops_enable_tx_tstamp"
 
-func haveSockOpsKfuncs() bool {
+// kernelBTF says whether the loader finds the kernel's BTF (where
+// cilium/ebpf looks for it, as it will when it loads the programs), and
+// whether it has the sock_ops kfunc hook.
+func kernelBTF() (have, sockOpsKfuncs bool) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
-		return false
+		return false, false
 	}
 	var fn *btf.Func
-	return spec.TypeByName(sockOpsHookKfunc, &fn) == nil
+	return true, spec.TypeByName(sockOpsHookKfunc, &fn) == nil
 }
 
 // SockmapReady returns why the sockmap engine cannot run, or nil.
 func (f Features) SockmapReady() error {
-	var missing []error
+	var missing []string
 	if !f.SockOps {
-		missing = append(missing, errors.New("sock_ops programs"))
+		missing = append(missing, "sock_ops programs")
 	}
 	if !f.SkMsg {
-		missing = append(missing, errors.New("sk_msg programs"))
+		missing = append(missing, "sk_msg programs")
 	}
 	if !f.SockHash {
-		missing = append(missing, errors.New("SOCKHASH maps"))
+		missing = append(missing, "SOCKHASH maps")
+	}
+	if !f.BTF {
+		missing = append(missing, "kernel BTF (CONFIG_DEBUG_INFO_BTF, /sys/kernel/btf/vmlinux), which the programs' CO-RE relocations need")
 	}
 	if f.CgroupRoot == "" {
-		missing = append(missing, errors.New("a mounted cgroup v2 hierarchy"))
+		missing = append(missing, "a mounted cgroup v2 hierarchy")
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("kernel %s lacks: %w", f.Kernel, errors.Join(missing...))
+	return fmt.Errorf("kernel %s lacks: %s", f.Kernel, strings.Join(missing, "; "))
 }

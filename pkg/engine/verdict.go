@@ -6,12 +6,17 @@ package engine
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/socksplice/socksplice/pkg/bpffs"
 	"github.com/socksplice/socksplice/pkg/crashpoint"
 	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/pkg/selftest"
@@ -150,8 +155,7 @@ func Verdict(eng string, f Features, o *node.Objects, exe string) (Decision, err
 // first ADD that gets a decision tells the operator, the next thousand stay
 // quiet. It remembers the decision as told.
 func FirstNotice(o *node.Objects, mode string, d Decision) (bool, error) {
-	sum := sha256.Sum256([]byte(mode + "\x00" + d.Engine + "\x00" + d.Reason))
-	key := hex.EncodeToString(sum[:8])
+	key := noticeKey(mode, d)
 	var v Verdicts
 	if err := o.GetMeta(node.MetaEngine, &v); err != nil {
 		return false, err
@@ -168,4 +172,31 @@ func FirstNotice(o *node.Objects, mode string, d Decision) (bool, error) {
 	}
 	crashpoint.Done(crashpoint.EngineNotice)
 	return true, nil
+}
+
+func noticeKey(mode string, d Decision) string {
+	sum := sha256.Sum256([]byte(mode + "\x00" + d.Engine + "\x00" + d.Reason))
+	return hex.EncodeToString(sum[:8])
+}
+
+// NoticesDir is where FirstNoticeIn remembers, under the pin directory.
+const NoticesDir = "notices"
+
+// FirstNoticeIn is FirstNotice for a node whose objects are not loaded
+// because the kernel rules out every engine: it remembers the decision
+// as an empty directory under the pin directory (on bpffs, so it lasts as
+// long as pins would: until reboot or purge).
+func FirstNoticeIn(pinDir, mode string, d Decision) (bool, error) {
+	if err := bpffs.Ensure(pinDir); err != nil {
+		return false, err
+	}
+	dir := filepath.Join(pinDir, NoticesDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
+	err := os.Mkdir(filepath.Join(dir, noticeKey(mode, d)), 0o700)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -172,7 +172,7 @@ func TestSpliceLoadForgetsSpliceVerdict(t *testing.T) {
 		t.Errorf("after a splice load: selfTest %+v, spliceTest %+v", v.SelfTest, v.SpliceTest)
 	}
 	// Verdict answers from the cache, without running a self-test.
-	f := Features{Kernel: "k", SockOps: true, SkMsg: true, SockHash: true, CgroupRoot: "/sys/fs/cgroup"}
+	f := Features{Kernel: "k", SockOps: true, SkMsg: true, SockHash: true, BTF: true, CgroupRoot: "/sys/fs/cgroup"}
 	if d, err := Verdict(Sockmap, f, o, "/nonexistent"); err != nil || !d.Cached || d.Reason != "sockmap verdict" {
 		t.Errorf("sockmap verdict after a splice load = %+v (%v), want the cached one", d, err)
 	}

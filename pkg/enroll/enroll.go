@@ -155,30 +155,30 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	}()
 	// Store the record first: whatever follows, DEL can find and undo it.
 	if err = putRecord(o, key, &rec); err != nil {
-		return fmt.Errorf("storing attachment record: %w", err)
+		return full(fmt.Errorf("storing attachment record: %w", err), o.Attach, "attachments (network, container, interface)")
 	}
 	crashpoint.Done(crashpoint.EnrollRecord)
 	// The counters first: the programs count for a netns from the moment
 	// it is enrolled.
 	if err = counters.StartNS(o, cookie); err != nil {
-		return err
+		return full(err, o.NsCounters, enrolledNetns)
 	}
 	pol := policyValue(a.Policy, splice)
 	if err = o.Enroll.Update(cookie, &pol, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("enrolling netns: %w", err)
+		return full(fmt.Errorf("enrolling netns: %w", err), o.Enroll, enrolledNetns)
 	}
 	crashpoint.Done(crashpoint.EnrollPolicy)
 	for _, ad := range a.Addrs {
 		lk := sbpf.AbiSsLocalKey{Netns: cookie, Addr: addrWords(ad)}
 		if err = o.LocalAddrs.Update(&lk, a.Domain, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("registering address %s: %w", ad, err)
+			return full(fmt.Errorf("registering address %s: %w", ad, err), o.LocalAddrs, containerAddrs)
 		}
 		crashpoint.Done(crashpoint.EnrollLocalAddr)
 		// The newest owner of an address wins: IPAM hands an address to one
 		// live container, so an older entry is a leftover.
 		dk := sbpf.AbiSsDomainKey{Domain: a.Domain, Addr: addrWords(ad)}
 		if err = o.DomainAddrs.Update(&dk, cookie, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("registering address %s: %w", ad, err)
+			return full(fmt.Errorf("registering address %s: %w", ad, err), o.DomainAddrs, containerAddrs)
 		}
 		crashpoint.Done(crashpoint.EnrollDomainAddr)
 	}
@@ -206,6 +206,27 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	}
 	crashpoint.Done(crashpoint.EnrollFlags)
 	return nil
+}
+
+// What the node's maps hold, in full's words.
+const (
+	enrolledNetns  = "enrolled network namespaces (containers)"
+	containerAddrs = "container addresses"
+)
+
+// full says which of the node's limits an update that failed hit: a hash
+// map refuses a new key with E2BIG once it holds max_entries. Other
+// errors pass as they are.
+func full(err error, m *ebpf.Map, what string) error {
+	if m == nil || !errors.Is(err, unix.E2BIG) {
+		return err
+	}
+	info, _ := m.Info()
+	name := "a"
+	if info != nil {
+		name = "the " + info.Name
+	}
+	return fmt.Errorf("node limit reached: a node holds at most %d %s, and %s map is full", m.MaxEntries(), what, name)
 }
 
 // addrWords lays an address out as the BPF key does: 16 bytes, IPv4 as
@@ -270,6 +291,8 @@ func detachLinks(o *node.Objects, network, containerID, ifname string) error {
 }
 
 func undo(o *node.Objects, key [32]byte, rec Record, network, containerID, ifname string) error {
+	// A link that could not be unpinned (a read-only bpffs) fails the
+	// undo, so the record stays for DEL and GC to find the link by.
 	errs := []error{detachLinks(o, network, containerID, ifname)}
 	for _, ad := range rec.AddrList() {
 		lk := sbpf.AbiSsLocalKey{Netns: rec.Netns, Addr: addrWords(ad)}

@@ -58,7 +58,11 @@ type Meta struct {
 
 // Status is what `socksplice status` prints as JSON.
 type Status struct {
-	PinDir        string       `json:"pinDir"`
+	PinDir string `json:"pinDir"`
+	// Loaded: the node's objects are pinned under PinDir. Where they
+	// are not, no container was added with an engine: the kernel probe
+	// and the engines' *Unavailable say why a mode would not run.
+	Loaded        bool         `json:"loaded"`
 	Meta          Meta         `json:"meta"`
 	SpliceProgram bool         `json:"spliceProgram"` // the splice engine's program is pinned
 	Attachments   []Attachment `json:"attachments"`
@@ -76,6 +80,29 @@ type Status struct {
 	// Why mode auto cannot pick the splice engine here (and mode
 	// splice fails ADD): empty where it can.
 	SpliceUnavailable string `json:"spliceUnavailable,omitempty"`
+	// Why the sockmap engine cannot run on this kernel (auto runs plain
+	// TCP where neither engine can, mode sockmap fails ADD): empty where
+	// it can (auto still needs its self-test to pass).
+	SockmapUnavailable string `json:"sockmapUnavailable,omitempty"`
+}
+
+// NotLoaded is the status of a node whose objects are not pinned under
+// dir: what the kernel offers and why the engines could not run.
+func NotLoaded(dir string, f engine.Features) *Status {
+	s := &Status{PinDir: dir, Kernel: f, Attachments: []Attachment{}, Networks: []Network{}}
+	s.unavailable(f, nil)
+	return s
+}
+
+// unavailable fills in why each engine cannot run.
+func (s *Status) unavailable(f engine.Features, o *node.Objects) {
+	var unavail *engine.ErrUnavailable
+	if _, err := engine.Decide(engine.Splice, f, o, ""); errors.As(err, &unavail) {
+		s.SpliceUnavailable = unavail.Why
+	}
+	if err := f.SockmapReady(); err != nil {
+		s.SockmapUnavailable = err.Error()
+	}
 }
 
 // Collect reads the node's status from its objects; f is the kernel probe
@@ -89,12 +116,9 @@ func Collect(o *node.Objects, f engine.Features) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{PinDir: o.Dir, Meta: Meta{meta, verdicts}, SpliceProgram: o.Splice != nil, Kernel: f,
+	s := &Status{PinDir: o.Dir, Loaded: true, Meta: Meta{meta, verdicts}, SpliceProgram: o.Splice != nil, Kernel: f,
 		Attachments: []Attachment{}, Networks: []Network{}}
-	var unavail *engine.ErrUnavailable
-	if _, err := engine.Decide(engine.Splice, f, o, ""); errors.As(err, &unavail) {
-		s.SpliceUnavailable = unavail.Why
-	}
+	s.unavailable(f, o)
 	if s.Counters, err = counters.Read(o.Counters); err != nil {
 		return nil, err
 	}
@@ -169,7 +193,14 @@ func (s *Status) collectAttachments(o *node.Objects) error {
 // and the node-wide ones. Scripts should read the JSON.
 func (s *Status) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "pinDir %s, kernel %s, objects loaded %s\n", s.PinDir, s.Kernel.Kernel, s.Meta.LoadedAt.Format(time.RFC3339))
+	if !s.Loaded {
+		fmt.Fprintf(tw, "pinDir %s, kernel %s: no objects loaded (no container was added with an engine here)\n", s.PinDir, s.Kernel.Kernel)
+	} else {
+		fmt.Fprintf(tw, "pinDir %s, kernel %s, objects loaded %s\n", s.PinDir, s.Kernel.Kernel, s.Meta.LoadedAt.Format(time.RFC3339))
+	}
+	if s.SockmapUnavailable != "" {
+		fmt.Fprintf(tw, "sockmap engine unavailable: %s\n", s.SockmapUnavailable)
+	}
 	for _, v := range []struct {
 		name string
 		t    *engine.SelfTest
@@ -180,6 +211,9 @@ func (s *Status) WriteTable(w io.Writer) error {
 	}
 	if s.SpliceUnavailable != "" {
 		fmt.Fprintf(tw, "splice engine unavailable: %s\n", s.SpliceUnavailable)
+	}
+	if !s.Loaded {
+		return tw.Flush()
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tENGINE\tPAIRED\tFALLBACKS")

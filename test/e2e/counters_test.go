@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -32,15 +31,7 @@ import (
 // readStatus runs "socksplice status pinDir", the operator's view.
 func readStatus(t *testing.T, pinDir string) status.Status {
 	t.Helper()
-	out, err := exec.Command(testenv.PluginBinary(t), "status", pinDir).Output()
-	if err != nil {
-		t.Fatalf("socksplice status: %v", err)
-	}
-	var st status.Status
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("status output: %v\n%s", err, out)
-	}
-	return st
+	return statusVia(t, testenv.PluginBinary(t), pinDir)
 }
 
 func attachmentOf(t *testing.T, st status.Status, network string, c *testenv.Container) counters.NS {

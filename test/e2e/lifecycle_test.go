@@ -65,9 +65,18 @@ func assertNodeEmpty(t *testing.T, pinDir string, cs ...*testenv.Container) {
 		t.Errorf("per-container pin left: %s", e.Name())
 	}
 	for _, c := range cs {
-		ids, err := cgroup.AttachedIDs(c.Cgroup)
-		if err != nil {
-			t.Fatal(err)
+		// A link leaves its cgroup asynchronously once its pin went:
+		// bpffs drops its reference after an RCU grace period.
+		var ids []ebpf.ProgramID
+		for i := 0; i < 50; i++ {
+			var err error
+			if ids, err = cgroup.AttachedIDs(c.Cgroup); err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if len(ids) != 0 {
 			t.Errorf("cgroup %s still has sock_ops programs %v", c.Cgroup, ids)
@@ -301,7 +310,7 @@ func TestDelWithConfigTypo(t *testing.T) {
 }
 
 // ipamDataDir is where the network's host-local keeps its leases.
-func ipamDataDir(t *testing.T, n *testenv.Network) string {
+func ipamDataDir(t testenv.T, n *testenv.Network) string {
 	t.Helper()
 	var p struct {
 		IPAM struct {

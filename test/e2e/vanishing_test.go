@@ -193,7 +193,9 @@ func awaitDetached(t *testing.T, cs ...*testenv.Container) {
 // untouched.
 func TestVanishingNetns(t *testing.T) {
 	v := newVanishing(t, testenv.PinDir(t), "sockmap", false)
-	v.x.DeleteNetns(t)
+	if err := v.x.RemoveNetns(); err != nil {
+		t.Fatal(err)
+	}
 	v.wantErr("CHECK X", v.check(v.x), 102, "netns")
 	v.answers(true)
 	v.has("record ", "record net X eth0: netns X, engine sockmap, flags 0x1, addrs [X.addr]",
@@ -241,7 +243,9 @@ func TestVanishingCgroup(t *testing.T) {
 	v.wantOK("CHECK Y after the upgrade", v.check(v.y))
 	v.wantOK("CHECK Z", v.check(v.z))
 
-	v.x.DeleteNetns(t)
+	if err := v.x.RemoveNetns(); err != nil {
+		t.Fatal(err)
+	}
 	v.wantOK("DEL X, its cgroup and netns gone", v.n.Del(t, v.x))
 	v.has("pin containers/", "pin containers/<Y>", "pin containers/<Z>")
 	v.has("record ", "record net Y eth0: netns Y, engine sockmap, flags 0x1, addrs [Y.addr]",

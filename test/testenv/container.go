@@ -34,6 +34,7 @@ type Container struct {
 	Annotations map[string]string
 	mu          sync.Mutex
 	results     map[string]*current.Result // by network name
+	netnsGone   bool
 }
 
 var (
@@ -68,10 +69,9 @@ func NewContainer(t T, name string) *Container {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		if _, err := os.Stat(c.Netns); os.IsNotExist(err) {
-			return // DeleteNetns did
+		if err := c.RemoveNetns(); err != nil {
+			t.Errorf("%v", err)
 		}
-		c.DeleteNetns(t)
 	})
 	if out, err := exec.Command("ip", "-n", c.NetnsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v %s", err, out)
@@ -88,13 +88,20 @@ func NewContainer(t T, name string) *Container {
 	return c
 }
 
-// DeleteNetns removes c's netns now, as a runtime does when a container
-// goes: its interfaces, the host veth's peer included, go with it.
-func (c *Container) DeleteNetns(t T) {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
-		t.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+// RemoveNetns deletes c's netns, as when a container dies before its
+// runtime ran DEL; its cleanup then has nothing left to delete. The
+// kernel frees the netns once nothing holds it any more.
+func (c *Container) RemoveNetns() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.netnsGone {
+		return nil
 	}
+	if out, err := exec.Command("ip", "netns", "del", c.NetnsName).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %v %s", c.NetnsName, err, out)
+	}
+	c.netnsGone = true
+	return nil
 }
 
 // CgroupRoot returns the cgroup v2 root directory.

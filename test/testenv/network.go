@@ -40,6 +40,8 @@ type Network struct {
 	List     *libcni.NetworkConfigList
 	CNI      *libcni.CNIConfig
 	cacheDir string
+	path     []string  // where libcni finds the plugins
+	plugin   string    // the socksplice the network runs (WrapSocksplice), "" for PluginBinary
 	stderr   io.Writer // where the plugins' stderr goes
 	env      []string  // extra environment of the socksplice plugin
 }
@@ -117,9 +119,30 @@ func NetworkFromConfList(t T, conflist []byte) *Network {
 	if n.List, err = libcni.ConfListFromBytes(b); err != nil {
 		t.Fatalf("conflist: %v", err)
 	}
-	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, nil)
+	n.path = []string{BinDir(t)}
+	n.CNI = libcni.NewCNIConfigWithCacheDir(n.path, n.cacheDir, nil)
 	t.Cleanup(func() { exec.Command("ip", "link", "del", n.Bridge).Run() })
 	return n
+}
+
+// WrapSocksplice makes the network run the socksplice plugin through a
+// shell script, for a plugin that sees another host than the test does (a
+// mount namespace of its own, fewer capabilities): script runs with the
+// plugin's arguments and the plugin's path in $SOCKSPLICE, and must end
+// by exec'ing it (stdin, stdout and the environment pass through). It
+// returns the script's path, which takes the plugin's subcommands too.
+func (n *Network) WrapSocksplice(t T, script string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "socksplice")
+	body := "#!/bin/sh\nSOCKSPLICE=" + PluginBinary(t) + "\n" + script + "\n"
+	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n.path = []string{dir, BinDir(t)}
+	n.plugin = path
+	n.CNI = libcni.NewCNIConfigWithCacheDir(n.path, n.cacheDir, n.exec())
+	return path
 }
 
 func (n *Network) rt(c *Container, withCgroup bool) *libcni.RuntimeConf {
@@ -168,7 +191,7 @@ func (n *Network) add(t T, c *Container, withCgroup bool) (*current.Result, erro
 // runtime's log of ADD, DEL, ...) to w.
 func (n *Network) LogTo(t T, w io.Writer) {
 	n.stderr = io.MultiWriter(os.Stderr, w)
-	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, n.exec())
+	n.CNI = libcni.NewCNIConfigWithCacheDir(n.path, n.cacheDir, n.exec())
 }
 
 // PluginEnv gives the socksplice plugin's later runs through n (ADD, DEL,
@@ -176,7 +199,7 @@ func (n *Network) LogTo(t T, w io.Writer) {
 // The other plugins of the chain do not get it.
 func (n *Network) PluginEnv(t T, env ...string) {
 	n.env = env
-	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{BinDir(t)}, n.cacheDir, n.exec())
+	n.CNI = libcni.NewCNIConfigWithCacheDir(n.path, n.cacheDir, n.exec())
 }
 
 func (n *Network) exec() invoke.Exec {
@@ -249,20 +272,29 @@ func (n *Network) Socksplice(t T, command string, c *Container, conf map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Invoke(t, command, c, b)
+	bin := n.plugin
+	if bin == "" {
+		bin = PluginBinary(t)
+	}
+	return invokePlugin(t, bin, command, c, b)
 }
 
 // Invoke runs the socksplice plugin binary directly with stdin for c.
 func Invoke(t T, command string, c *Container, stdin []byte) error {
 	t.Helper()
+	return invokePlugin(t, PluginBinary(t), command, c, stdin)
+}
+
+func invokePlugin(t T, bin, command string, c *Container, stdin []byte) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args := &invoke.Args{Command: command, ContainerID: c.ID, NetNS: c.Netns, IfName: "eth0", Path: BinDir(t)}
 	if command == "ADD" {
-		_, err := invoke.ExecPluginWithResult(ctx, PluginBinary(t), stdin, args, nil)
+		_, err := invoke.ExecPluginWithResult(ctx, bin, stdin, args, nil)
 		return err
 	}
-	return invoke.ExecPluginWithoutResult(ctx, PluginBinary(t), stdin, args, nil)
+	return invoke.ExecPluginWithoutResult(ctx, bin, stdin, args, nil)
 }
 
 // Meter measures what n's counters and the host veths of some of its

@@ -9,14 +9,21 @@ package testenv
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	sbpf "github.com/socksplice/socksplice/bpf"
@@ -34,12 +41,9 @@ type Counters = counters.Totals
 // the node lock: the caller must not hold the pins open.
 func ReadCounters(t T, pinDir string) Counters {
 	t.Helper()
-	o, err := node.Open(pinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
+	o := openPins(t, pinDir)
+	if o == nil {
 		return Counters{}
-	}
-	if err != nil {
-		t.Fatalf("opening pins: %v", err)
 	}
 	defer o.Close()
 	c, err := counters.Read(o.Counters)
@@ -47,6 +51,20 @@ func ReadCounters(t T, pinDir string) Counters {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// openPins opens the node's objects under pinDir, with the node lock; nil
+// while nothing is loaded there.
+func openPins(t T, pinDir string) *node.Objects {
+	t.Helper()
+	o, err := node.Open(pinDir)
+	if errors.Is(err, node.ErrNotLoaded) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("opening pins: %v", err)
+	}
+	return o
 }
 
 // counterDelta is a minus b, counter by counter (every uint64 field: a
@@ -158,12 +176,9 @@ func cgroupRoot() (string, error) { return cgroup.Root() }
 // must be empty again once every container is gone.
 func MapEntries(t T, pinDir string) map[string]int {
 	t.Helper()
-	o, err := node.Open(pinDir)
-	if errors.Is(err, node.ErrNotLoaded) {
+	o := openPins(t, pinDir)
+	if o == nil {
 		return nil
-	}
-	if err != nil {
-		t.Fatalf("opening pins: %v", err)
 	}
 	defer o.Close()
 	return MapEntriesOf(t, o)
@@ -172,8 +187,12 @@ func MapEntries(t T, pinDir string) map[string]int {
 // MapEntriesOf is MapEntries of objects the caller has open.
 func MapEntriesOf(t T, o *node.Objects) map[string]int {
 	t.Helper()
+	ms := map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll, "localAddrs": o.LocalAddrs, "domainAddrs": o.DomainAddrs, "attach": o.Attach}
+	if o.NsCounters != nil {
+		ms["nsCounters"] = o.NsCounters
+	}
 	out := map[string]int{}
-	for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll, "localAddrs": o.LocalAddrs, "domainAddrs": o.DomainAddrs, "attach": o.Attach} {
+	for name, m := range ms {
 		// Keys only: a SOCKHASH's values are sockets.
 		key := make([]byte, m.KeySize())
 		var prev any // nil: the first key
@@ -189,4 +208,137 @@ func MapEntriesOf(t T, o *node.Objects) map[string]int {
 		}
 	}
 	return out
+}
+
+// Footprint is what a node's containers hold, counted from outside the
+// plugin: files pinned under the pin directory, entries of the
+// per-container and per-socket maps (MapEntries), BPF links in the kernel
+// and cgroup attachments that run one of the node's sock_ops programs, and
+// the open descriptors of this process. Two footprints of one node taken
+// with the same containers enrolled are equal; anything else is a leak.
+type Footprint struct {
+	Pins        int            `json:"pins"`
+	Maps        map[string]int `json:"maps"`
+	Links       int            `json:"links"`
+	CgroupProgs int            `json:"cgroupProgs"`
+	FDs         int            `json:"fds"`
+}
+
+// TakeFootprint counts the footprint of the node pinned under pinDir; its
+// cgroup attachments are looked up on the cgroups given and the cgroup v2
+// root (node-level links). It takes the node lock.
+func TakeFootprint(t T, pinDir string, cgroups ...string) Footprint {
+	t.Helper()
+	f := Footprint{Maps: MapEntries(t, pinDir)}
+	filepath.WalkDir(pinDir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			f.Pins++
+		}
+		return nil
+	})
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		f.FDs = len(ents)
+	}
+	progs := nodeProgs(t, pinDir)
+	if len(progs) == 0 {
+		return f
+	}
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		if info, err := it.Link.Info(); err == nil && progs[info.Program] {
+			f.Links++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("listing BPF links: %v", err)
+	}
+	root, err := cgroup.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range append([]string{root}, cgroups...) {
+		ids, err := cgroup.AttachedIDs(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if progs[id] {
+				f.CgroupProgs++
+			}
+		}
+	}
+	return f
+}
+
+// AwaitFootprint takes the node's footprint until it is want, for at most
+// 5 s, and returns the last one and how it differs from want ("" once it
+// is want). A link whose pin was removed leaves the kernel, and its
+// cgroup, asynchronously: bpffs drops its reference after an RCU grace
+// period.
+func AwaitFootprint(t T, want Footprint, pinDir string, cgroups ...string) (Footprint, string) {
+	t.Helper()
+	var f Footprint
+	var d string
+	for i := 0; i < 50; i++ {
+		if f = TakeFootprint(t, pinDir, cgroups...); want.Diff(f) == "" {
+			return f, ""
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d = want.Diff(f)
+	return f, d
+}
+
+// nodeProgs returns the IDs of the sock_ops programs pinned under pinDir.
+func nodeProgs(t T, pinDir string) map[ebpf.ProgramID]bool {
+	t.Helper()
+	o := openPins(t, pinDir)
+	if o == nil {
+		return nil
+	}
+	defer o.Close()
+	ids := map[ebpf.ProgramID]bool{}
+	for _, p := range []*ebpf.Program{o.SockOps, o.Splice} {
+		if p != nil {
+			ids[ProgID(t, p)] = true
+		}
+	}
+	return ids
+}
+
+// Diff lists how b differs from f, "" when it does not.
+func (f Footprint) Diff(b Footprint) string {
+	var d []string
+	add := func(what string, x, y int) {
+		if x != y {
+			d = append(d, fmt.Sprintf("%s %d -> %d", what, x, y))
+		}
+	}
+	add("pins", f.Pins, b.Pins)
+	add("links", f.Links, b.Links)
+	add("cgroup attachments", f.CgroupProgs, b.CgroupProgs)
+	add("open fds", f.FDs, b.FDs)
+	for _, k := range slices.Sorted(maps.Keys(f.Maps)) {
+		add("map "+k, f.Maps[k], b.Maps[k])
+	}
+	for k, v := range b.Maps {
+		if _, ok := f.Maps[k]; !ok {
+			add("map "+k, 0, v)
+		}
+	}
+	return strings.Join(d, ", ")
+}
+
+// String is the footprint in one line, for summaries.
+func (f Footprint) String() string {
+	var m []string
+	for _, k := range slices.Sorted(maps.Keys(f.Maps)) {
+		m = append(m, fmt.Sprintf("%s=%d", k, f.Maps[k]))
+	}
+	return fmt.Sprintf("pins %d, links %d, cgroup attachments %d, open fds %d, map entries %s",
+		f.Pins, f.Links, f.CgroupProgs, f.FDs, strings.Join(m, " "))
 }
