@@ -27,9 +27,16 @@
  * a map lookup. */
 __u64 selftest_netns SEC(".data.selftest") = 0;
 
+/* Sockets the pair map holds. A build-time knob: the upgrade tests build a
+ * plugin whose map differs only in this (test/testenv/variant.go), as a
+ * release that resized the map would. */
+#ifndef SS_PAIR_SLOTS
+#define SS_PAIR_SLOTS 131072
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 131072);
+	__uint(max_entries, SS_PAIR_SLOTS);
 	__type(key, struct ss_pair_key);
 	__type(value, __u64);
 } pairs SEC(".maps");

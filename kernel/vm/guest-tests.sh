@@ -7,6 +7,8 @@ bin=$1
 shift
 repo=$(pwd)
 export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
+# The plugin builds the upgrade tests install (kernel/vm/test.sh).
+export SOCKSPLICE_CNI_VARIANTS=$bin/variants
 # test/hardening's unload test removes the module and loads it again.
 export SOCKSPLICE_MODULE_KO=$bin/module/socksplice.ko
 # The splice soak's length (TestSpliceSoak): CI runs a short one; the

@@ -47,6 +47,11 @@ fi
 for p in "${pkgs[@]}"; do
 	CGO_ENABLED=0 go test -c -tags vmtest -o "$bin/$(echo "$p" | tr / _).test" "./$p"
 done
+# The plugin builds the upgrade tests install (test/e2e), made here: the
+# guest has no toolchain.
+case " ${pkgs[*]} " in
+*" test/e2e "*) say "building the plugin variants"; go run ./test/variant "$bin/variants" ;;
+esac
 
 start=$(date +%s)
 set +e

@@ -187,6 +187,13 @@ func (n *Network) add(t T, c *Container, withCgroup bool) (*current.Result, erro
 	return r, nil
 }
 
+// UsePluginDir makes the runtime look for plugins in dir (CNI_PATH)
+// instead of BinDir: a node's plugin directory (PluginDir), where an
+// upgrade replaces the binary.
+func (n *Network) UsePluginDir(dir string) {
+	n.CNI = libcni.NewCNIConfigWithCacheDir([]string{dir}, n.cacheDir, nil)
+}
+
 // LogTo also copies what the network's plugins write to stderr (the
 // runtime's log of ADD, DEL, ...) to w.
 func (n *Network) LogTo(t T, w io.Writer) {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 
 // Xfer is the helper role "xfer": a server accepts one connection, a
 // client dials; both then send Bytes of seeded random data with random
-// write sizes while reading everything the peer sends, until EOF.
+// write sizes (or, with StopFile, until that file exists) while reading
+// everything the peer sends, until EOF.
 type Xfer struct {
 	Role      string        `json:"role"` // "server" or "client"
 	Addr      string        `json:"addr"` // listen or dial address, host:port
@@ -32,11 +34,17 @@ type Xfer struct {
 	SpliceRead bool `json:"spliceRead,omitempty"`
 	// MPTCP listens or dials with MPTCP; otherwise plain TCP (see ListenTCP).
 	MPTCP bool `json:"mptcp,omitempty"`
+	// StopFile, if set, makes the helper send until that file exists
+	// (checked before each write) instead of Bytes: a stream that spans
+	// whatever the test does meanwhile. Pace sleeps after each write.
+	StopFile string        `json:"stopFile,omitempty"`
+	Pace     time.Duration `json:"pace,omitempty"`
 }
 
 // XferResult is what an xfer helper reports.
 type XferResult struct {
 	SentSHA   string `json:"sentSHA"`
+	SentBytes int64  `json:"sentBytes"`
 	RecvSHA   string `json:"recvSHA"`
 	RecvBytes int64  `json:"recvBytes"`
 	ReadEnd   string `json:"readEnd"` // how reading stopped: EOF, an error, a timeout
@@ -115,17 +123,29 @@ func awaitExchange(sp, cp *Proc, server, client Xfer, up, down string) (s, c Xfe
 	if serr != nil || cerr != nil {
 		return s, c, fmt.Errorf("server: %v; client: %v", serr, cerr)
 	}
-	return s, c, errors.Join(intact(up, c, s, client), intact(down, s, c, server))
+	return s, c, CheckExchange(s, c, server, client, down, up)
 }
 
-// intact compares what the receiver got with what the sender's seed gives.
+// CheckExchange checks what each end of an exchange received against
+// what the other's seed sends for what it sent; down and up name the
+// server's and the client's direction in errors.
+func CheckExchange(s, c XferResult, server, client Xfer, down, up string) error {
+	return errors.Join(intact(up, c, s, client), intact(down, s, c, server))
+}
+
+// intact compares what the receiver got with what the sender's seed gives
+// for what it sent (Bytes, or as many as a StopFile sender sent).
 func intact(what string, sender, receiver XferResult, x Xfer) error {
-	want := PayloadSHA(x.Seed, x.Bytes)
-	if sender.SentSHA != want {
-		return fmt.Errorf("%s: sender reports sha %s, seed gives %s", what, sender.SentSHA, want)
+	n := x.Bytes
+	if x.StopFile != "" {
+		n = sender.SentBytes
 	}
-	if receiver.RecvBytes != x.Bytes || receiver.RecvSHA != want {
-		return fmt.Errorf("%s: received %d bytes sha %s, want %d bytes sha %s", what, receiver.RecvBytes, receiver.RecvSHA, x.Bytes, want)
+	want := PayloadSHA(x.Seed, n)
+	if sender.SentBytes != n || sender.SentSHA != want {
+		return fmt.Errorf("%s: sender reports %d bytes sha %s, seed gives %d bytes sha %s", what, sender.SentBytes, sender.SentSHA, n, want)
+	}
+	if receiver.RecvBytes != n || receiver.RecvSHA != want {
+		return fmt.Errorf("%s: received %d bytes sha %s, want %d bytes sha %s", what, receiver.RecvBytes, receiver.RecvSHA, n, want)
 	}
 	return nil
 }
@@ -178,14 +198,24 @@ func runXfer(x Xfer, ready func()) (r XferResult, err error) {
 	sizes := rand.New(rand.NewPCG(x.Seed, 7))
 	h := sha256.New()
 	buf := make([]byte, 256<<10)
-	for left := x.Bytes; left > 0; {
-		n := min(int64(1+sizes.IntN(len(buf))), left)
+	for left := x.Bytes; left > 0 || x.StopFile != ""; {
+		if x.StopFile != "" {
+			if _, err := os.Stat(x.StopFile); err == nil {
+				break
+			}
+		}
+		n := int64(1 + sizes.IntN(len(buf)))
+		if x.StopFile == "" {
+			n = min(n, left)
+		}
 		src.Read(buf[:n])
 		h.Write(buf[:n])
 		if _, err := conn.Write(buf[:n]); err != nil {
-			return r, fmt.Errorf("write: %w", err)
+			return r, fmt.Errorf("write after %d bytes: %w", r.SentBytes, err)
 		}
+		r.SentBytes += n
 		left -= n
+		time.Sleep(x.Pace)
 	}
 	r.SentSHA = hex.EncodeToString(h.Sum(nil))
 	if err := conn.CloseWrite(); err != nil {
