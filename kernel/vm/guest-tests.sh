@@ -11,6 +11,9 @@ export SOCKSPLICE_CNI_BIN=$bin/cni SOCKSPLICE_RESULTS=$OUT/results
 export SOCKSPLICE_CNI_VARIANTS=$bin/variants
 # test/hardening's unload test removes the module and loads it again.
 export SOCKSPLICE_MODULE_KO=$bin/module/socksplice.ko
+# The module built a second time (kernel/vm/test.sh), which the module
+# upgrade test installs in the loaded one's place.
+[ ! -f "$bin/rebuilt/module/socksplice.ko" ] || export SOCKSPLICE_MODULE_REBUILT_KO=$bin/rebuilt/module/socksplice.ko
 # The splice soak's length (TestSpliceSoak): CI runs a short one; the
 # issue's 10-minute soak is "make vm-test SOAK=10m".
 export SOCKSPLICE_SOAK=${SOCKSPLICE_SOAK:-2m}

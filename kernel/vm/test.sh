@@ -52,6 +52,11 @@ done
 case " ${pkgs[*]} " in
 *" test/e2e "*) say "building the plugin variants"; go run ./test/variant "$bin/variants" ;;
 esac
+# The module built a second time, for the module upgrade test
+# (test/hardening: TestHardeningModuleUpgrade).
+case " ${pkgs[*]} " in
+*" test/hardening "*) say "building the module again"; "$here/modules.sh" "$kdir" "$bin/rebuilt" ;;
+esac
 
 start=$(date +%s)
 set +e

@@ -57,7 +57,7 @@ func Load(ctx context.Context, o Options) Result {
 		o.ModulesDir = "/lib/modules"
 	}
 	if _, err := os.Stat("/sys/module/" + Name); err == nil {
-		return Result{AlreadyLoaded, "/sys/module/" + Name}
+		return Result{AlreadyLoaded, loadedDetail()}
 	}
 	if _, err := os.Stat("/proc/modules"); err != nil {
 		return Result{Unavailable, "this kernel has no loadable module support (no /proc/modules)"}
@@ -89,6 +89,21 @@ func Load(ctx context.Context, o Options) Result {
 		return Result{Unavailable, strings.Join(append(why, err.Error()), "; ")}
 	}
 	return Result{Built, fmt.Sprintf("against %s", filepath.Join(o.ModulesDir, release, "build"))}
+}
+
+// loadedDetail says why a loaded module stays, also when another build
+// is installed: the kernel cannot swap a module's code, and refuses to
+// unload one that programs or paired sockets still use (the refcount).
+func loadedDetail() string {
+	dir := "/sys/module/" + Name
+	b, err := os.ReadFile(dir + "/refcnt")
+	n := strings.TrimSpace(string(b))
+	if err != nil || n == "0" {
+		return dir + ", not in use: to load another build, rmmod " + Name + " and run this again"
+	}
+	return fmt.Sprintf("%s, in use (%s references: splice programs, prepared listeners, paired sockets), kept: "+
+		"a loaded module cannot be replaced, and rmmod is refused until no container uses the splice engine; "+
+		"another build loads after that, or at reboot", dir, n)
 }
 
 // loadPackaged loads the module installed under modDir (DKMS puts it in

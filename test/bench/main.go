@@ -36,6 +36,11 @@ type options struct {
 	noApps, noCNI bool
 	warmup        time.Duration
 	cmp           compareOptions
+	// The cost when nothing is paired (overhead.go): only that with
+	// overheadOnly, none with noOverhead.
+	overheadOnly, noOverhead bool
+	ohRounds                 int
+	ohDur                    time.Duration
 }
 
 func main() {
@@ -49,6 +54,10 @@ func main() {
 	flag.StringVar(&o.virt, "virt", "", "how the machine is virtualized, for the report (default: detected)")
 	flag.BoolVar(&o.noApps, "no-apps", false, "skip redis and sockperf")
 	flag.BoolVar(&o.noCNI, "no-cni", false, "skip the plugin's ADD/DEL cost")
+	flag.BoolVar(&o.overheadOnly, "overhead", false, "measure only the cost socksplice adds to flows it does not pair (overhead.go)")
+	flag.BoolVar(&o.noOverhead, "no-overhead", false, "skip the cost to flows it does not pair")
+	flag.IntVar(&o.ohRounds, "overhead-rounds", 0, "rounds of the unpaired-flow cost (default 12, quick 2)")
+	flag.DurationVar(&o.ohDur, "overhead-duration", 0, "length of one unpaired-flow cost run (default 2s, quick 300ms)")
 	flag.IntVar(&o.enroll, "enroll", 0, "containers to enroll for the plugin cost (default 200, quick 20)")
 	flag.DurationVar(&o.warmup, "warmup", 0, "length of the discarded warm-up run (default 300ms, quick 100ms, compare 500ms)")
 	// The module comparison (make vm-bench-compare; compare.go).
@@ -126,10 +135,23 @@ func run(r testenv.T, o options) {
 	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
 		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)
 	}
+	ohSet := OverheadSettings{Rounds: 12, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64}
+	if o.quick {
+		ohSet.Rounds, ohSet.Duration, ohSet.Warmup = 2, 300*time.Millisecond, 100*time.Millisecond
+	}
+	if o.ohRounds > 0 {
+		ohSet.Rounds = o.ohRounds
+	}
+	if o.ohDur > 0 {
+		ohSet.Duration = o.ohDur
+	}
 	if o.out == "" {
 		o.out = "results/bench"
+		if o.overheadOnly {
+			o.out = "results/bench-overhead"
+		}
 		if o.quick {
-			o.out = "results/bench-quick"
+			o.out += "-quick"
 		}
 	}
 
@@ -141,8 +163,13 @@ func run(r testenv.T, o options) {
 			logf("path %s: not available: %s", p.Name, p.Reason)
 		}
 	}
-	sites := buildSites(r, rep.Paths)
-	b := &bench{t: r, set: set, sites: sites, rep: rep}
+	b := &bench{t: r, set: set, rep: rep}
+	if o.overheadOnly {
+		b.overhead(ohSet)
+		finish(r, o, rep)
+		return
+	}
+	b.sites = buildSites(r, rep.Paths)
 	for _, topo := range []string{TopoLoopback, TopoVeth} {
 		for _, size := range set.RRSizes {
 			rep.RR = append(rep.RR, b.point("rr", topo, size)...)
@@ -155,6 +182,9 @@ func run(r testenv.T, o options) {
 		b.crossCheck()
 		b.redis(redisReq)
 	}
+	if !o.noOverhead {
+		b.overhead(ohSet)
+	}
 	if !o.noCNI {
 		logf("plugin cost: %d cold/warm samples, enrolling %d containers", samples, enrollN)
 		rep.CNI = measureCNI(r, enrollN, samples)
@@ -162,6 +192,11 @@ func run(r testenv.T, o options) {
 			rep.Failures = append(rep.Failures, "plugin cost: "+rep.CNI.Err)
 		}
 	}
+	finish(r, o, rep)
+}
+
+// finish writes the report and fails the run if a path could not run.
+func finish(r testenv.T, o options, rep *Report) {
 	rep.Elapsed = time.Since(rep.Started).Round(time.Second)
 	if err := writeReport(o.out, rep); err != nil {
 		r.Fatal(err)

@@ -25,6 +25,7 @@ type Report struct {
 	Apps       []AppPoint  `json:"apps"`
 	CrossCheck *CrossCheck `json:"crossCheck,omitempty"`
 	CNI        *CNICost    `json:"cni,omitempty"`
+	Overhead   *Overhead   `json:"overhead,omitempty"`
 	// Failures are paths that should have run on this machine and could
 	// not: the only thing that fails "make bench-quick".
 	Failures []string `json:"failures,omitempty"`
@@ -160,6 +161,15 @@ type Latency struct {
 	P50ms float64 `json:"p50ms"`
 	P99ms float64 `json:"p99ms"`
 	MaxMs float64 `json:"maxMs"`
+}
+
+// column summarizes one quantity of every sample.
+func column[S any](samples []S, f func(S) float64) Stat {
+	xs := make([]float64, 0, len(samples))
+	for _, s := range samples {
+		xs = append(xs, f(s))
+	}
+	return summarize(xs)
 }
 
 // summarize returns the median and range of xs.

@@ -75,6 +75,7 @@ func markdown(rep *Report) string {
 	writeApps(&b, rep.Apps)
 	writeCrossCheck(&b, rep.CrossCheck)
 	writeCNI(&b, rep.CNI)
+	writeOverhead(&b, rep.Overhead)
 	writeCouldNotRun(&b, rep)
 
 	if len(rep.Failures) > 0 {

@@ -41,40 +41,14 @@ func (b *bench) order() []*site {
 // a rotating order, so that drift on the machine spreads over all of them.
 func (b *bench) point(kind, topo string, size int) []Point {
 	sites := b.order()
-	samples := make([][]sample, len(sites))
-	errs := make([]string, len(sites))
 	logf("%s %s %d B: %d path(s), %d run(s) of %v", kind, topo, size, len(sites), b.set.Runs, b.set.Duration)
-	for round := -1; round < b.set.Runs; round++ {
-		for k := range sites {
-			i := (k + max(round, 0)) % len(sites)
-			if errs[i] != "" {
-				continue
-			}
-			d := b.set.Duration
-			if round < 0 {
-				d = b.set.Warmup
-			}
-			s, err := b.once(sites[i], kind, topo, size, d)
-			if err != nil {
-				errs[i] = err.Error()
-				logf("  %s: %v", sites[i].def.name, err)
-				continue
-			}
-			if round >= 0 {
-				samples[i] = append(samples[i], s)
-			}
-		}
-	}
+	samples, errs := rotate(len(sites), b.set.Runs, b.set.Duration, b.set.Warmup,
+		func(i int, d time.Duration) (sample, error) { return b.once(sites[i], kind, topo, size, d) },
+		func(i int) string { return sites[i].def.name })
 	var pts []Point
 	for i, st := range sites {
 		p := Point{Kind: kind, Topology: topo, Path: st.def.name, Size: size, Runs: len(samples[i]), Err: errs[i]}
-		col := func(f func(sample) float64) Stat {
-			var xs []float64
-			for _, s := range samples[i] {
-				xs = append(xs, f(s))
-			}
-			return summarize(xs)
-		}
+		col := func(f func(sample) float64) Stat { return column(samples[i], f) }
 		p.TPS = col(func(s sample) float64 { return s.tps })
 		p.P50us = col(func(s sample) float64 { return s.p50 })
 		p.P99us = col(func(s sample) float64 { return s.p99 })
@@ -101,6 +75,37 @@ func (b *bench) point(kind, topo string, size int) []Point {
 	return pts
 }
 
+// rotate runs each of n paths once per round: a discarded warm-up round
+// of warmup, then rounds of d, in an order that rotates from round to
+// round so that drift on the machine spreads over all of them. A path
+// that fails is not run again. It returns every path's samples and error.
+func rotate[S any](n, rounds int, d, warmup time.Duration, run func(i int, d time.Duration) (S, error), name func(i int) string) ([][]S, []string) {
+	samples := make([][]S, n)
+	errs := make([]string, n)
+	for round := -1; round < rounds; round++ {
+		for k := 0; k < n; k++ {
+			i := (k + max(round, 0)) % n
+			if errs[i] != "" {
+				continue
+			}
+			dur := d
+			if round < 0 {
+				dur = warmup
+			}
+			x, err := run(i, dur)
+			if err != nil {
+				errs[i] = err.Error()
+				logf("  %s: %v", name(i), err)
+				continue
+			}
+			if round >= 0 {
+				samples[i] = append(samples[i], x)
+			}
+		}
+	}
+	return samples, errs
+}
+
 const smcFallback = "SMC fell back to TCP"
 
 func isFallback(e string) bool {
@@ -118,26 +123,9 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	if kind == "close" { // rr whose server closes first (compare.go)
 		spec.Kind, spec.ServerCloses, kind = "rr", true, "rr"
 	}
-	spec.Role = "server"
-	sp, err := startEnd(b.t, srvC, b.set.ServerCPU, spec)
+	sr, cr, err := b.runEnds(srvC, cliC, spec)
 	if err != nil {
 		return sample{}, err
-	}
-	spec.Role = "client"
-	cp, err := startEnd(b.t, cliC, b.set.ClientCPU, spec)
-	if err != nil {
-		sp.Kill()
-		sp.Wait()
-		return sample{}, err
-	}
-	var cr, sr EndResult
-	cerr := cp.Result(&cr, d+60*time.Second)
-	if cerr != nil {
-		sp.Kill()
-	}
-	serr := sp.Result(&sr, 60*time.Second)
-	if cerr != nil || serr != nil {
-		return sample{}, fmt.Errorf("client: %v; server: %v", cerr, serr)
 	}
 	wire, c1 := s.wireBytes(b.t, topo)-w0, s.counters(b.t)
 
@@ -192,6 +180,32 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 		x.verified = "AF_UNIX stream socket at " + addr
 	}
 	return x, nil
+}
+
+// runEnds runs spec's server in srv and its client in cli, pinned to
+// their CPUs, and returns what each reported.
+func (b *bench) runEnds(srv, cli *testenv.Container, spec EndSpec) (sr, cr EndResult, err error) {
+	spec.Role = "server"
+	sp, err := startEnd(b.t, srv, b.set.ServerCPU, spec)
+	if err != nil {
+		return sr, cr, err
+	}
+	spec.Role = "client"
+	cp, err := startEnd(b.t, cli, b.set.ClientCPU, spec)
+	if err != nil {
+		sp.Kill()
+		sp.Wait()
+		return sr, cr, err
+	}
+	cerr := cp.Result(&cr, spec.Duration+60*time.Second)
+	if cerr != nil {
+		sp.Kill()
+	}
+	serr := sp.Result(&sr, 60*time.Second)
+	if cerr != nil || serr != nil {
+		return sr, cr, fmt.Errorf("client: %v; server: %v", cerr, serr)
+	}
+	return sr, cr, nil
 }
 
 func wireName(topo string) string {

@@ -25,7 +25,7 @@ func init() { testenv.Register(endRole, runEnd) }
 // EndSpec is one end of a measured connection.
 type EndSpec struct {
 	Role     string        `json:"role"`   // "server" or "client"
-	Kind     string        `json:"kind"`   // "rr" or "stream"
+	Kind     string        `json:"kind"`   // "rr", "crr" (connect, request, response, close) or "stream"
 	Family   string        `json:"family"` // "tcp", "unix" or "smc"
 	Addr     string        `json:"addr"`   // ip:port, or a socket path for unix
 	Size     int           `json:"size"`
@@ -61,44 +61,37 @@ func runEnd(s EndSpec, ready func()) (EndResult, error) {
 	if err != nil {
 		return r, err
 	}
-	var fd int
+	// crr makes its connections in the measured loop; the other kinds
+	// measure one connection made here.
+	fd, lfd := -1, -1
 	switch s.Role {
 	case "server":
-		lfd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return r, fmt.Errorf("socket: %w", err)
+		if lfd, err = listenOn(s.Addr, sa, domain, proto); err != nil {
+			return r, err
 		}
 		defer unix.Close(lfd)
-		if domain != unix.AF_UNIX {
-			unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		}
-		if err := unix.Bind(lfd, sa); err != nil {
-			return r, fmt.Errorf("bind %s: %w", s.Addr, err)
-		}
-		if err := unix.Listen(lfd, 8); err != nil {
-			return r, fmt.Errorf("listen: %w", err)
-		}
 		ready()
-		if fd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC); err != nil {
-			return r, fmt.Errorf("accept: %w", err)
+		if s.Kind != "crr" {
+			if fd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC); err != nil {
+				return r, fmt.Errorf("accept: %w", err)
+			}
 		}
 	case "client":
-		if fd, err = unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto); err != nil {
-			return r, fmt.Errorf("socket: %w", err)
-		}
-		if err := unix.Connect(fd, sa); err != nil {
-			return r, fmt.Errorf("connect %s: %w", s.Addr, err)
+		if s.Kind != "crr" {
+			if fd, err = dial(s.Addr, sa, domain, proto); err != nil {
+				return r, err
+			}
 		}
 	default:
 		return r, fmt.Errorf("unknown role %q", s.Role)
 	}
-	defer unix.Close(fd)
-	if s.Family != "unix" {
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	if s.Family != "unix" && s.Kind == "rr" {
 		// What netperf's TCP_RR does; the stream side keeps Nagle as an
 		// application writing full buffers would.
-		if s.Kind == "rr" {
-			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		}
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
 	ru0 := rusage()
 	switch {
@@ -106,6 +99,10 @@ func runEnd(s EndSpec, ready func()) (EndResult, error) {
 		err = rrClient(fd, s, &r)
 	case s.Kind == "rr":
 		err = rrServer(fd, s, &r)
+	case s.Kind == "crr" && s.Role == "client":
+		err = crrClient(s, sa, domain, proto, &r)
+	case s.Kind == "crr":
+		err = crrServer(lfd, s, &r)
 	case s.Kind == "stream" && s.Role == "client":
 		err = streamSender(fd, s, &r)
 	case s.Kind == "stream":
@@ -118,6 +115,37 @@ func runEnd(s EndSpec, ready func()) (EndResult, error) {
 	r.SysS = tv(ru1.Stime) - tv(ru0.Stime)
 	r.VolCtx = ru1.Nvcsw - ru0.Nvcsw
 	return r, err
+}
+
+func listenOn(addr string, sa unix.Sockaddr, domain, proto int) (int, error) {
+	lfd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if domain != unix.AF_UNIX {
+		unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
+	if err := unix.Bind(lfd, sa); err != nil {
+		unix.Close(lfd)
+		return -1, fmt.Errorf("bind %s: %w", addr, err)
+	}
+	if err := unix.Listen(lfd, 8); err != nil {
+		unix.Close(lfd)
+		return -1, fmt.Errorf("listen: %w", err)
+	}
+	return lfd, nil
+}
+
+func dial(addr string, sa unix.Sockaddr, domain, proto int) (int, error) {
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	return fd, nil
 }
 
 func sockaddr(s EndSpec) (unix.Sockaddr, int, int, error) {
@@ -195,26 +223,15 @@ func writeFull(fd int, b []byte) error {
 func rrClient(fd int, s EndSpec, r *EndResult) error {
 	req := make([]byte, s.Size)
 	resp := make([]byte, s.Size)
-	// Preallocated so that the loop does not allocate (no GC in the
-	// measurement); a sample per transaction up to the cap.
-	lat := make([]time.Duration, 0, 4<<20)
-	start := time.Now()
-	end := start.Add(s.Duration)
-	for t0 := start; t0.Before(end); {
+	lat, err := timedLoop(s.Duration, r, func() error {
 		if err := writeFull(fd, req); err != nil {
 			return err
 		}
-		if err := readFull(fd, resp, r); err != nil {
-			return err
-		}
-		t1 := time.Now()
-		if len(lat) < cap(lat) {
-			lat = append(lat, t1.Sub(t0))
-		}
-		r.Txns++
-		t0 = t1
+		return readFull(fd, resp, r)
+	})
+	if err != nil {
+		return err
 	}
-	r.Seconds = time.Since(start).Seconds()
 	if s.ServerCloses {
 		// The last request is marked; the server answers it and closes.
 		req[0] = lastRequest
@@ -231,15 +248,41 @@ func rrClient(fd int, s EndSpec, r *EndResult) error {
 	} else {
 		unix.Shutdown(fd, unix.SHUT_WR)
 	}
-	slices.Sort(lat)
-	us := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[int(p/100*float64(len(lat)-1))]) / 1e3
-	}
-	r.P50us, r.P99us = us(50), us(99)
+	r.P50us, r.P99us = latencyUs(lat, 50), latencyUs(lat, 99)
 	return nil
+}
+
+// timedLoop runs one transaction after another for d, counting them and
+// their seconds in r, and returns their latencies. The samples are
+// preallocated so that the loop does not allocate (no GC in the
+// measurement): one per transaction up to the cap.
+func timedLoop(d time.Duration, r *EndResult, txn func() error) ([]time.Duration, error) {
+	lat := make([]time.Duration, 0, 4<<20)
+	start := time.Now()
+	end := start.Add(d)
+	for t0 := start; t0.Before(end); {
+		if err := txn(); err != nil {
+			return nil, err
+		}
+		t1 := time.Now()
+		if len(lat) < cap(lat) {
+			lat = append(lat, t1.Sub(t0))
+		}
+		r.Txns++
+		t0 = t1
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return lat, nil
+}
+
+// latencyUs is the p-th percentile of lat in microseconds (lat is sorted
+// in place).
+func latencyUs(lat []time.Duration, p float64) float64 {
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	return float64(lat[int(p/100*float64(len(lat)-1))]) / 1e3
 }
 
 func rrServer(fd int, s EndSpec, r *EndResult) error {
@@ -261,8 +304,84 @@ func rrServer(fd int, s EndSpec, r *EndResult) error {
 }
 
 // lastRequest marks the client's last request when the server closes
-// first; every other request is zeros.
+// first (rr) or the last connection (crr); every other request is zeros.
 const lastRequest = 0xff
+
+// crrClient runs netperf's TCP_CRR for s.Duration: connect, a request,
+// its response, close, one connection after another; a transaction is a
+// connection, its latency from socket() to the server's FIN. The server
+// closes first, as an HTTP/1.0 server does, so that its accepted sockets
+// hold the TIME_WAITs, not the client's ports. A last connection carries
+// lastRequest: the server answers it and returns.
+func crrClient(s EndSpec, sa unix.Sockaddr, domain, proto int, r *EndResult) error {
+	req := make([]byte, s.Size)
+	resp := make([]byte, s.Size)
+	lat, err := timedLoop(s.Duration, r, func() error {
+		if err := crrOnce(s, sa, domain, proto, req, resp, r); err != nil {
+			return fmt.Errorf("connection %d: %w", r.Txns+1, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	req[0] = lastRequest
+	var last EndResult
+	if err := crrOnce(s, sa, domain, proto, req, resp, &last); err != nil {
+		return fmt.Errorf("last connection: %w", err)
+	}
+	r.P50us, r.P99us = latencyUs(lat, 50), latencyUs(lat, 99)
+	return nil
+}
+
+func crrOnce(s EndSpec, sa unix.Sockaddr, domain, proto int, req, resp []byte, r *EndResult) error {
+	fd, err := dial(s.Addr, sa, domain, proto)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := writeFull(fd, req); err != nil {
+		return err
+	}
+	if err := readFull(fd, resp, r); err != nil {
+		return err
+	}
+	var rest EndResult
+	if err := readFull(fd, resp[:1], &rest); err != errEOF {
+		return fmt.Errorf("after the response: want the server's FIN, got %v", err)
+	}
+	return nil
+}
+
+// crrServer answers crrClient's connections one after another and closes
+// each first.
+func crrServer(lfd int, s EndSpec, r *EndResult) error {
+	buf := make([]byte, s.Size)
+	for {
+		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		if err == unix.EINTR || err == unix.ECONNABORTED {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		var got EndResult // the last connection's request is not counted
+		err = readFull(fd, buf, &got)
+		if err == nil {
+			err = writeFull(fd, buf)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", r.Txns+1, err)
+		}
+		if buf[0] == lastRequest {
+			return nil
+		}
+		r.Txns++
+		r.Bytes += got.Bytes
+		r.Reads += got.Reads
+	}
+}
 
 func streamSender(fd int, s EndSpec, r *EndResult) error {
 	buf := make([]byte, s.Size)

@@ -17,7 +17,7 @@ import (
 // special kernel support. Runs unprivileged over 127.0.0.1 and a Unix socket.
 func TestEndsAgree(t *testing.T) {
 	for _, fam := range []string{"tcp", "unix"} {
-		for _, kind := range []string{"rr", "stream"} {
+		for _, kind := range []string{"rr", "crr", "stream"} {
 			for _, size := range []int{1, 1000, 64 << 10} {
 				t.Run(fmt.Sprintf("%s/%s/%d", fam, kind, size), func(t *testing.T) {
 					addr := filepath.Join(t.TempDir(), "s")
@@ -29,7 +29,7 @@ func TestEndsAgree(t *testing.T) {
 					if serr != nil || cerr != nil {
 						t.Fatalf("server: %v client: %v", serr, cerr)
 					}
-					if kind == "rr" {
+					if kind == "rr" || kind == "crr" {
 						if cli.Txns == 0 || srv.Txns != cli.Txns {
 							t.Fatalf("transactions: client %d server %d", cli.Txns, srv.Txns)
 						}

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -123,13 +124,13 @@ func awaitExchange(sp, cp *Proc, server, client Xfer, up, down string) (s, c Xfe
 	if serr != nil || cerr != nil {
 		return s, c, fmt.Errorf("server: %v; client: %v", serr, cerr)
 	}
-	return s, c, CheckExchange(s, c, server, client, down, up)
+	return s, c, checkExchange(s, c, server, client, down, up)
 }
 
-// CheckExchange checks what each end of an exchange received against
+// checkExchange checks what each end of an exchange received against
 // what the other's seed sends for what it sent; down and up name the
 // server's and the client's direction in errors.
-func CheckExchange(s, c XferResult, server, client Xfer, down, up string) error {
+func checkExchange(s, c XferResult, server, client Xfer, down, up string) error {
 	return errors.Join(intact(up, c, s, client), intact(down, s, c, server))
 }
 
@@ -279,4 +280,52 @@ func soProtocol(c *net.TCPConn) (int, error) {
 		return 0, fmt.Errorf("SO_PROTOCOL: %w", serr)
 	}
 	return proto, nil
+}
+
+// Streams are exchanges whose ends send until Stop (Xfer.StopFile):
+// traffic that spans whatever a test does meanwhile.
+type Streams struct {
+	stop string
+	list []stream
+}
+
+type stream struct {
+	sp, cp         *Proc
+	server, client Xfer
+	up, down       string
+}
+
+// StartStreams starts a stream to each of addrs: a server in srv, a
+// client in cli, each end sending data seeded from seed on, one write
+// per pace. The clients may still be connecting when it returns.
+func StartStreams(t T, srv, cli *Container, addrs []string, seed uint64, pace time.Duration) *Streams {
+	t.Helper()
+	s := &Streams{stop: filepath.Join(t.TempDir(), "stop")}
+	for i, addr := range addrs {
+		x := stream{server: Xfer{Role: "server", Addr: addr, Seed: seed + uint64(2*i), StopFile: s.stop, Pace: pace},
+			client: Xfer{Role: "client", Addr: addr, Seed: seed + uint64(2*i+1), StopFile: s.stop, Pace: pace},
+			up: fmt.Sprintf("%s->%s #%d", cli.ID, srv.ID, i), down: fmt.Sprintf("%s->%s #%d", srv.ID, cli.ID, i)}
+		x.sp = srv.StartXfer(t, x.server)
+		x.cp = cli.StartXfer(t, x.client)
+		s.list = append(s.list, x)
+	}
+	return s
+}
+
+// Stop makes the streams' ends stop sending, waits for them and checks
+// that every direction received exactly what its sender sent. It returns
+// the bytes sent in all (both directions of every stream) and a line per
+// stream saying how much went each way.
+func (s *Streams) Stop() (moved int64, lines []string, err error) {
+	if err := os.WriteFile(s.stop, nil, 0o644); err != nil {
+		return 0, nil, err
+	}
+	var errs []error
+	for _, x := range s.list {
+		sr, cr, err := awaitExchange(x.sp, x.cp, x.server, x.client, x.up, x.down)
+		errs = append(errs, err)
+		moved += sr.SentBytes + cr.SentBytes
+		lines = append(lines, fmt.Sprintf("%s: %d B, %s: %d B", x.up, cr.SentBytes, x.down, sr.SentBytes))
+	}
+	return moved, lines, errors.Join(errs...)
 }
