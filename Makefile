@@ -14,7 +14,8 @@
 #                   PKGS="test/e2e" for a subset; SOAK=10m for the splice
 #                   soak's full length, default 2m)
 #   make bench      every path side by side: results/bench/bench.{json,md}
-#                   and PNG charts (root; about 6 min)
+#                   and PNG charts, and the cost to flows it does not pair
+#                   (root; about 11 min; BENCH_ARGS=-overhead: that alone)
 #   make bench-quick  a short subset (CI smoke: fails only if a path
 #                   cannot run at all)
 #   make vm-bench   the benchmark inside the test kernel under QEMU

@@ -56,8 +56,8 @@ func main() {
 	flag.BoolVar(&o.noCNI, "no-cni", false, "skip the plugin's ADD/DEL cost")
 	flag.BoolVar(&o.overheadOnly, "overhead", false, "measure only the cost socksplice adds to flows it does not pair (overhead.go)")
 	flag.BoolVar(&o.noOverhead, "no-overhead", false, "skip the cost to flows it does not pair")
-	flag.IntVar(&o.ohRounds, "overhead-rounds", 0, "rounds of the unpaired-flow cost (default 12, quick 2)")
-	flag.DurationVar(&o.ohDur, "overhead-duration", 0, "length of one unpaired-flow cost run (default 2s, quick 300ms)")
+	flag.IntVar(&o.ohRounds, "overhead-rounds", 0, "rounds of the unpaired-flow cost (default 48, quick 2)")
+	flag.DurationVar(&o.ohDur, "overhead-duration", 0, "length of one unpaired-flow cost run (default 500ms, quick 300ms)")
 	flag.IntVar(&o.enroll, "enroll", 0, "containers to enroll for the plugin cost (default 200, quick 20)")
 	flag.DurationVar(&o.warmup, "warmup", 0, "length of the discarded warm-up run (default 300ms, quick 100ms, compare 500ms)")
 	// The module comparison (make vm-bench-compare; compare.go).
@@ -135,7 +135,10 @@ func run(r testenv.T, o options) {
 	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
 		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)
 	}
-	ohSet := OverheadSettings{Rounds: 12, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Size: 64}
+	// Many short rounds rather than a few long ones: on a shared machine
+	// a run's CPU time per connection moves with the neighbours' bursts,
+	// and the interval of the median narrows with the rounds.
+	ohSet := OverheadSettings{Rounds: 48, Duration: 500 * time.Millisecond, Warmup: 300 * time.Millisecond, Size: 64}
 	if o.quick {
 		ohSet.Rounds, ohSet.Duration, ohSet.Warmup = 2, 300*time.Millisecond, 100*time.Millisecond
 	}

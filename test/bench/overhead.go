@@ -20,6 +20,7 @@ package main
 // rate moves with the neighbours, the CPU time per connection much less.
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -29,7 +30,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/socksplice/socksplice/conf"
+	"github.com/socksplice/socksplice/pkg/node"
 	"github.com/socksplice/socksplice/test/testenv"
 )
 
@@ -83,6 +88,12 @@ type OverheadCell struct {
 	P99us     Stat `json:"p99us"`
 	CPUus     Stat `json:"cpuUsPerOp"`
 	CgroupCPU Stat `json:"cgroupCpuUsPerOp"`
+	// socksplice's BPF programs (sock_ops, sk_msg, splice) per op: their
+	// run time and runs, from the kernel's BPF statistics; and that run
+	// time per round over the baseline's CPU time per op.
+	ProgNs    Stat  `json:"progNsPerOp"`
+	ProgRuns  Stat  `json:"progRunsPerOp"`
+	ProgShare Ratio `json:"progShareOfBaselineCpu,omitzero"`
 	// Per round, against the baseline's run of the same round.
 	RateRatio   Ratio  `json:"rateRatio,omitzero"`
 	P50Ratio    Ratio  `json:"p50Ratio,omitzero"`
@@ -146,6 +157,7 @@ type ohSite struct {
 // ohSample is one run.
 type ohSample struct {
 	rate, p50, p99, cpu, cgcpu float64
+	progNs, progRuns           float64 // socksplice's programs, per op
 	verified                   string
 }
 
@@ -168,6 +180,16 @@ func (b *bench) overhead(set OverheadSettings) {
 		n.MustAdd(b.t, s.cli)
 		sites = append(sites, s)
 	}
+	// The programs' run time and runs (BPF_ENABLE_STATS, while the
+	// measurement runs): their own cost, which the noise of a shared
+	// machine does not blur. It adds two clock reads to every run of
+	// every program on the node.
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.rep.Failures = append(b.rep.Failures, fmt.Sprintf("overhead: enabling BPF statistics: %v", err))
+	} else {
+		defer stats.Close()
+	}
 	oh := &Overhead{Settings: set}
 	for _, kind := range []string{"crr", "rr"} {
 		logf("overhead %s %d B: %d path(s), %d round(s) of %v", kind, set.Size, len(sites), set.Rounds, set.Duration)
@@ -179,8 +201,9 @@ func (b *bench) overhead(set OverheadSettings) {
 			if c.Err != "" {
 				b.rep.Failures = append(b.rep.Failures, fmt.Sprintf("overhead %s %s: %s", kind, s.path.name, c.Err))
 			} else {
-				logf("  %-28s %8.0f/s (x%.3f)  p50 %6.1f us  CPU %6.2f us/op (x%.3f, 95%% CI %.3f-%.3f)", s.path.name,
-					c.Rate.Median, c.RateRatio.Median, c.P50us.Median, c.CPUus.Median, c.CPURatio.Median, c.CPURatio.Lo, c.CPURatio.Hi)
+				logf("  %-28s %8.0f/s (x%.3f)  p50 %6.1f us  CPU %6.2f us/op (x%.3f, 95%% CI %.3f-%.3f)  programs %.0f ns/op in %.1f runs (%.2f%% of tcp's CPU)",
+					s.path.name, c.Rate.Median, c.RateRatio.Median, c.P50us.Median, c.CPUus.Median, c.CPURatio.Median, c.CPURatio.Lo, c.CPURatio.Hi,
+					c.ProgNs.Median, c.ProgRuns.Median, 100*c.ProgShare.Median)
 			}
 			oh.Cells = append(oh.Cells, c)
 		}
@@ -197,6 +220,8 @@ func ohCell(kind, path string, xs, base []ohSample, err string) OverheadCell {
 	c.P99us = column(xs, func(x ohSample) float64 { return x.p99 })
 	c.CPUus = column(xs, func(x ohSample) float64 { return x.cpu })
 	c.CgroupCPU = column(xs, func(x ohSample) float64 { return x.cgcpu })
+	c.ProgNs = column(xs, func(x ohSample) float64 { return x.progNs })
+	c.ProgRuns = column(xs, func(x ohSample) float64 { return x.progRuns })
 	if len(xs) > 0 {
 		c.Verified = xs[len(xs)-1].verified
 	}
@@ -216,6 +241,13 @@ func ohCell(kind, path string, xs, base []ohSample, err string) OverheadCell {
 	c.P50Ratio = ratio(func(x ohSample) float64 { return x.p50 })
 	c.CPURatio = ratio(func(x ohSample) float64 { return x.cpu })
 	c.CgroupRatio = ratio(func(x ohSample) float64 { return x.cgcpu })
+	var share []float64
+	for i := range xs {
+		if base[i].cpu > 0 {
+			share = append(share, xs[i].progNs/1e3/base[i].cpu)
+		}
+	}
+	c.ProgShare = ratioOf(share)
 	return c
 }
 
@@ -230,6 +262,10 @@ func (b *bench) ohOnce(s *ohSite, kind string, size int, d time.Duration) (ohSam
 	addr := fmt.Sprintf("%s:%d", s.srv.IP(s.net), 20000+b.port%20000)
 	spec := EndSpec{Kind: kind, Family: "tcp", Addr: addr, Size: size, Duration: d}
 	m := s.net.Meter(b.t, s.srv, s.cli)
+	p0, err := progStats(s.net.PinDir)
+	if err != nil {
+		return x, err
+	}
 	cg0, err := cgroupUsage(s.srv, s.cli)
 	if err != nil {
 		return x, err
@@ -250,6 +286,12 @@ func (b *bench) ohOnce(s *ohSite, kind string, size int, d time.Duration) (ohSam
 	x.p50, x.p99 = cr.P50us, cr.P99us
 	x.cpu = (cr.UserS + cr.SysS + sr.UserS + sr.SysS) * 1e6 / ops
 	x.cgcpu = float64(cg1-cg0) / ops
+	p1, err := progStats(s.net.PinDir)
+	if err != nil {
+		return x, err
+	}
+	x.progNs = float64(p1.Runtime-p0.Runtime) / ops
+	x.progRuns = float64(p1.RunCount-p0.RunCount) / ops
 
 	v := m.VethBytes()
 	wire := v[0] + v[1]
@@ -295,6 +337,34 @@ func (b *bench) ohOnce(s *ohSite, kind string, size int, d time.Duration) (ohSam
 	return x, nil
 }
 
+// progStats sums the statistics of the programs pinned under pinDir
+// (none while nothing is loaded there: the baseline).
+func progStats(pinDir string) (ebpf.ProgramStats, error) {
+	var sum ebpf.ProgramStats
+	dir := filepath.Join(pinDir, node.ProgsDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return sum, nil
+	}
+	if err != nil {
+		return sum, err
+	}
+	for _, e := range ents {
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			return sum, err
+		}
+		st, err := p.Stats()
+		p.Close()
+		if err != nil {
+			return sum, err
+		}
+		sum.Runtime += st.Runtime
+		sum.RunCount += st.RunCount
+	}
+	return sum, nil
+}
+
 // cgroupUsage sums usage_usec of the containers' cgroups' cpu.stat.
 func cgroupUsage(cs ...*testenv.Container) (uint64, error) {
 	var sum uint64
@@ -334,8 +404,11 @@ func writeOverhead(b *strings.Builder, oh *Overhead) {
 		"the paths in an order that rotates from round to round. Ratios are per round, to tcp in the same round: "+
 		"median [95 %% confidence interval of the median] (lowest-highest round). CPU is user + system time of both "+
 		"ends per connection (connect) or transaction (RR), from getrusage over the loop; cgroup CPU is usage_usec of "+
-		"both containers' cgroups over the whole run. The last column says whether the CPU ratio resolves a 3 %% overhead: "+
-		"below 1.03 or above it with 95 %% confidence, or not resolved.\n\n",
+		"both containers' cgroups over the whole run. The column 3 %% says whether the CPU ratio resolves a 3 %% overhead: "+
+		"below 1.03 or above it with 95 %% confidence, or not resolved. The last two columns are socksplice's own BPF programs "+
+		"(kernel BPF statistics, enabled during the measurement): their run time per connection or transaction and how "+
+		"many times they ran, and that run time over tcp's CPU time per connection or transaction in the same round "+
+		"(median [95 %% CI]); the calls into them and the splice module's socket code outside them are not in it.\n\n",
 		st.Size, st.Rounds, st.Duration, st.Warmup)
 	for _, kind := range []string{"crr", "rr"} {
 		title := "connect + request/response + close"
@@ -344,22 +417,37 @@ func writeOverhead(b *strings.Builder, oh *Overhead) {
 			title, unit = "request/response on one connection", "transactions/s"
 		}
 		fmt.Fprintf(b, "### %s\n\n", title)
-		fmt.Fprintf(b, "| path | %s | ratio | p50 µs | p50 ratio | CPU µs each | CPU ratio | cgroup CPU ratio | 3 %% |\n", unit)
-		b.WriteString("|---|---:|---|---:|---|---:|---|---|---|\n")
+		fmt.Fprintf(b, "| path | %s | ratio | p50 µs | p50 ratio | CPU µs each | CPU ratio | cgroup CPU ratio | 3 %% | programs ns each (runs) | programs / tcp's CPU |\n", unit)
+		b.WriteString("|---|---:|---|---:|---|---:|---|---|---|---:|---|\n")
 		for _, c := range oh.Cells {
 			if c.Kind != kind {
 				continue
 			}
 			if c.Err != "" {
-				fmt.Fprintf(b, "| %s | could not run: %s | | | | | | | |\n", c.Path, escapeCell(shortErr(c.Err)))
+				fmt.Fprintf(b, "| %s | could not run: %s | | | | | | | | | |\n", c.Path, escapeCell(shortErr(c.Err)))
 				continue
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.2f | %s | %s | %s |\n", c.Path, formatCount(c.Rate.Median),
+			prog, share := "–", "–"
+			if c.ProgRuns.Median > 0 {
+				prog = fmt.Sprintf("%.0f (%.1f)", c.ProgNs.Median, c.ProgRuns.Median)
+				share = percentCell(c.ProgShare)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s |\n", c.Path, formatCount(c.Rate.Median),
 				ratioCell(c.RateRatio), formatUs(c.P50us.Median), ratioCell(c.P50Ratio), c.CPUus.Median,
-				ratioCell(c.CPURatio), ratioCell(c.CgroupRatio), verdict3(c))
+				ratioCell(c.CPURatio), ratioCell(c.CgroupRatio), verdict3(c), prog, share)
 		}
 		b.WriteString("\n")
 	}
+}
+
+func percentCell(r Ratio) string {
+	if r.N == 0 {
+		return "–"
+	}
+	if r.Lo == 0 {
+		return fmt.Sprintf("%.2f %% (%.2f-%.2f)", 100*r.Median, 100*r.Min, 100*r.Max)
+	}
+	return fmt.Sprintf("%.2f %% [%.2f-%.2f]", 100*r.Median, 100*r.Lo, 100*r.Hi)
 }
 
 func ratioCell(r Ratio) string {

@@ -33,13 +33,15 @@ func TestOverheadMarkdown(t *testing.T) {
 	oh := &Overhead{Settings: OverheadSettings{Rounds: 12, Size: 64}, Cells: []OverheadCell{base,
 		mk("sockmap, port not allowed", 1.00, 1.02), mk("sockmap, peer not enrolled", 1.04, 1.06),
 		mk("splice, port not allowed", 1.01, 1.05), mk("sockmap, paired", 0.8, 0.9),
+		{Kind: "rr", Path: "sockmap, port not allowed", ProgNs: Stat{Median: 500}, ProgRuns: Stat{Median: 4},
+			ProgShare: Ratio{N: 12, Median: 0.0025, Lo: 0.002, Hi: 0.003}},
 		{Kind: "rr", Path: "splice, paired", Err: "not accelerated: paired +0"}}}
 	var b strings.Builder
 	writeOverhead(&b, oh)
 	md := b.String()
 	for _, want := range []string{"## Cost when nothing is paired", "### connect + request/response + close",
 		"| sockmap, port not allowed | 3.0k | – |", "| below |", "| **above** |", "| not resolved |",
-		"| splice, paired | could not run: not accelerated"} {
+		"| splice, paired | could not run: not accelerated", "| 500 (4.0) | 0.25 % [0.20-0.30] |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

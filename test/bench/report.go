@@ -110,11 +110,15 @@ func describeRun(rep *Report) string {
 		mach += "; " + m.GoVersion
 	}
 	parts = append(parts, mach+".")
-	parts = append(parts, fmt.Sprintf(
-		"Each point is the median of %d measured runs of %s each, after one discarded %s warm-up run; paths alternate between runs.",
-		s.Runs, s.Duration, s.Warmup))
+	if len(rep.RR)+len(rep.Stream) > 0 {
+		parts = append(parts, fmt.Sprintf(
+			"Each point is the median of %d measured runs of %s each, after one discarded %s warm-up run; paths alternate between runs.",
+			s.Runs, s.Duration, s.Warmup))
+	}
 	parts = append(parts, fmt.Sprintf("The client is pinned to CPU %d and the server to CPU %d.", s.ClientCPU, s.ServerCPU))
-	parts = append(parts, "Ratios are to tcp at the same topology and size; – means there is no tcp baseline to compare with.")
+	if len(rep.RR)+len(rep.Stream) > 0 {
+		parts = append(parts, "Ratios are to tcp at the same topology and size; – means there is no tcp baseline to compare with.")
+	}
 	return strings.Join(parts, " ")
 }
 

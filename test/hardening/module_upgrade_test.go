@@ -93,6 +93,10 @@ func TestHardeningModuleUpgrade(t *testing.T) {
 	if err := os.RemoveAll(e.net.PinDir); err != nil {
 		t.Fatal(err)
 	}
+	// The wait may last a TIME_WAIT (60 s): an accepted end that shut
+	// down writing and then got the peer's FIN before close() enters
+	// TIME_WAIT while it still holds the module (its creator proto), as
+	// the streams' ends do; the wait is reported, not judged here.
 	start := time.Now()
 	tw := timeWaits(t, e.srv, e.cli)
 	for time.Since(start) < 90*time.Second {
@@ -134,8 +138,8 @@ func TestHardeningModuleUpgrade(t *testing.T) {
 		t.Errorf("new connection on the rebuilt module: module paired +%d, want 1", p)
 	}
 	klog.Check(t, "after the module upgrade")
-	t.Logf("summary: module upgrade under traffic: loader kept the loaded module (%q), rmmod refused %d of %d times while 2 streams ran (%d B, intact both ways); after the drain rmmod went through in %v, the rebuilt module loaded (%s) and spliced a new connection (1 MiB intact)",
-		kmod.AlreadyLoaded, refused, tries, moved, unloadedAfter.Round(10*time.Millisecond), r.How)
+	t.Logf("summary: module upgrade under traffic: loader kept the loaded module (%q), rmmod refused %d of %d times while 2 streams ran (%d B, intact both ways); after the drain rmmod went through in %v (TIME_WAIT sockets at the drain: %s), the rebuilt module loaded (%s) and spliced a new connection (1 MiB intact)",
+		kmod.AlreadyLoaded, refused, tries, moved, unloadedAfter.Round(10*time.Millisecond), tw, r.How)
 }
 
 // installedModule puts ko where a package installs the module for the
