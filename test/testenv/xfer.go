@@ -302,9 +302,12 @@ func StartStreams(t T, srv, cli *Container, addrs []string, seed uint64, pace ti
 	t.Helper()
 	s := &Streams{stop: filepath.Join(t.TempDir(), "stop")}
 	for i, addr := range addrs {
-		x := stream{server: Xfer{Role: "server", Addr: addr, Seed: seed + uint64(2*i), StopFile: s.stop, Pace: pace},
+		x := stream{
+			server: Xfer{Role: "server", Addr: addr, Seed: seed + uint64(2*i), StopFile: s.stop, Pace: pace},
 			client: Xfer{Role: "client", Addr: addr, Seed: seed + uint64(2*i+1), StopFile: s.stop, Pace: pace},
-			up:     fmt.Sprintf("%s->%s #%d", cli.ID, srv.ID, i), down: fmt.Sprintf("%s->%s #%d", srv.ID, cli.ID, i)}
+			up:     fmt.Sprintf("%s->%s #%d", cli.ID, srv.ID, i),
+			down:   fmt.Sprintf("%s->%s #%d", srv.ID, cli.ID, i),
+		}
 		x.sp = srv.StartXfer(t, x.server)
 		x.cp = cli.StartXfer(t, x.client)
 		s.list = append(s.list, x)
