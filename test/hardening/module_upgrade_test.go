@@ -46,7 +46,7 @@ func TestHardeningModuleUpgrade(t *testing.T) {
 	e := newEnv(t, "10.249.0.0/24", map[string]any{"mode": "splice"})
 	base := testenv.ModuleStats(t)
 	streams := testenv.StartStreams(t, e.srv, e.cli, []string{netip.AddrPortFrom(e.addr, 8200).String(),
-		netip.AddrPortFrom(e.addr, 8201).String()}, 1900, 4*time.Millisecond)
+		netip.AddrPortFrom(e.addr, 8201).String()}, 1900, 20*time.Millisecond)
 	var m map[string]int64
 	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if m = testenv.ModuleStats(t); delta(m, base, "paired") >= 2 { // pairs, not sockets
