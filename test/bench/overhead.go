@@ -22,10 +22,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,30 +119,10 @@ func ratioOf(xs []float64) Ratio {
 	if len(xs) == 0 {
 		return Ratio{}
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	r := Ratio{N: len(s), Median: percentile(s, 50), Min: s[0], Max: s[len(s)-1], Rounds: xs}
-	if k := medianCIRank(len(s)); k > 0 {
-		r.Lo, r.Hi = s[k-1], s[len(s)-k]
-	}
+	st := summarize(xs)
+	r := Ratio{N: len(xs), Median: st.Median, Min: st.Min, Max: st.Max, Rounds: xs}
+	r.Lo, r.Hi, _ = medianCI(xs, 0.95)
 	return r
-}
-
-// medianCIRank is the largest k such that the k-th smallest and k-th
-// largest of n samples bound the median with at least 95 % confidence:
-// P(Binomial(n, 1/2) < k) <= 2.5 %. 0 when n is too small for that.
-func medianCIRank(n int) int {
-	k, cdf := 0, 0.0
-	for i := 0; i < n; i++ {
-		// P(X = i) for X ~ Binomial(n, 1/2), by logs to stay finite.
-		lg := func(x int) float64 { v, _ := math.Lgamma(float64(x + 1)); return v }
-		cdf += math.Exp(lg(n) - lg(i) - lg(n-i) - float64(n)*math.Ln2)
-		if cdf > 0.025 {
-			break
-		}
-		k = i + 1
-	}
-	return k
 }
 
 // ohSite is one path's network and containers.

@@ -36,7 +36,7 @@ import (
 // installed where a package puts it (MODULES/RELEASE/updates/dkms).
 func TestHardeningModuleUpgrade(t *testing.T) {
 	klog := testenv.WatchKernelLog(t)
-	requireReloadable(t)
+	testenv.RequireReloadableModule(t)
 	rebuilt := os.Getenv("SOCKSPLICE_MODULE_REBUILT_KO")
 	if rebuilt == "" {
 		t.Skip("SKIP: SOCKSPLICE_MODULE_REBUILT_KO is not set (kernel/vm/test.sh builds the module a second time for this test)")
@@ -66,7 +66,7 @@ func TestHardeningModuleUpgrade(t *testing.T) {
 	}
 	refused, tries := 0, 20
 	for i := 0; i < tries; i++ {
-		if err := rmmod(); refusedBusy(err) {
+		if err := testenv.RmmodSplice(); testenv.ModuleBusy(err) {
 			refused++
 		} else if err == nil {
 			t.Fatal("rmmod succeeded while 2 spliced streams ran")
@@ -100,7 +100,7 @@ func TestHardeningModuleUpgrade(t *testing.T) {
 	start := time.Now()
 	tw := timeWaits(t, e.srv, e.cli)
 	for time.Since(start) < 90*time.Second {
-		if err = rmmod(); err == nil || !refusedBusy(err) {
+		if err = testenv.RmmodSplice(); err == nil || !testenv.ModuleBusy(err) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
