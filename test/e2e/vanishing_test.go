@@ -9,6 +9,8 @@ package e2e
 // correct answer, never panic, and DEL must succeed.
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -71,18 +73,32 @@ func (v *vanishing) wantOK(cmd string, err error) {
 	}
 }
 
-// answers runs the commands that must answer whatever vanished: CNI
-// STATUS and GC keeping both succeed, `socksplice status` prints or fails
-// with exit 1 (never a panic) as statusOK says.
-func (v *vanishing) answers(statusOK bool) {
+// answers runs the commands that must answer whatever vanished: GC
+// keeping both succeeds, CNI STATUS succeeds or fails with code 50 naming
+// statusErr, and `socksplice status` prints the node (exit 0, never a
+// panic), saying whether objects are loaded.
+func (v *vanishing) answers(loaded bool, statusErr string) {
 	v.t.Helper()
 	v.wantOK("GC keeping X and Y", v.gc(v.x, v.y))
-	v.afterKill() // STATUS, and socksplice status without a panic
-	out, err := exec.Command(testenv.PluginBinary(v.t), "status", v.n.PinDir).CombinedOutput()
-	if (err == nil) != statusOK {
-		v.t.Errorf("socksplice status: %v (want success: %v)\n%s", err, statusOK, out)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := v.n.CNI.GetStatusNetworkList(ctx, v.n.List); statusErr == "" {
+		v.wantOK("STATUS", err)
+	} else {
+		v.wantErr("STATUS", err, 50, statusErr)
 	}
-	v.checks += 3
+	out, err := exec.Command(testenv.PluginBinary(v.t), "status", v.n.PinDir).Output()
+	var st struct {
+		Loaded bool `json:"loaded"`
+	}
+	if err != nil {
+		v.t.Errorf("socksplice status: %v\n%s", err, out)
+	} else if err := json.Unmarshal(out, &st); err != nil {
+		v.t.Errorf("socksplice status: %v\n%s", err, out)
+	} else if st.Loaded != loaded {
+		v.t.Errorf("socksplice status: loaded %v, want %v\n%s", st.Loaded, loaded, out)
+	}
+	v.checks += 2
 }
 
 // has fails unless the state has exactly the lines starting with prefix
@@ -112,7 +128,7 @@ func TestVanishingPinDir(t *testing.T) {
 	}
 	v.has("cgroup ", "cgroup X runs []", "cgroup Y runs []", "cgroup Z runs []")
 	v.wantErr("CHECK X", v.check(v.x), 101, "not loaded")
-	v.answers(false)
+	v.answers(false, "")
 	v.wantOK("DEL X", v.n.Del(t, v.x))
 	v.wantOK("ADD Z", v.add(v.z))
 	v.wantOK("CHECK Z", v.check(v.z))
@@ -149,7 +165,7 @@ func TestVanishingBPFFS(t *testing.T) {
 	awaitDetached(t, v.x, v.y)
 	v.has("cgroup ", "cgroup X runs []", "cgroup Y runs []", "cgroup Z runs []")
 	v.wantErr("CHECK X", v.check(v.x), 101, "not loaded")
-	v.answers(false)
+	v.answers(false, "not on a bpf filesystem")
 	v.wantOK("DEL X", v.n.Del(t, v.x))
 	v.wantErr("ADD Z", v.add(v.z), 101, "not on a bpf filesystem")
 	if _, err := os.Stat(pinDir); !errors.Is(err, os.ErrNotExist) {
@@ -197,7 +213,7 @@ func TestVanishingNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.wantErr("CHECK X", v.check(v.x), 102, "netns")
-	v.answers(true)
+	v.answers(true, "")
 	v.has("record ", "record net X eth0: netns X, engine sockmap, flags 0x1, addrs [X.addr]",
 		"record net Y eth0: netns Y, engine sockmap, flags 0x1, addrs [Y.addr]")
 	v.wantOK("DEL X", v.n.Del(t, v.x))
@@ -230,7 +246,7 @@ func TestVanishingCgroup(t *testing.T) {
 	v.has("pin containers/", "pin containers/<X>", "pin containers/<Y>")
 	awaitDefunct(t, filepath.Join(v.n.PinDir, node.ContainersDir), v.n, v.x)
 	v.wantErr("CHECK X", v.check(v.x), 102, "detached")
-	v.answers(true)
+	v.answers(true, "")
 
 	// An upgrade: the next ADD loads this build's objects again and moves
 	// every pinned link to the new programs.
@@ -309,7 +325,7 @@ func TestVanishingLink(t *testing.T) {
 	}
 	awaitDetached(t, v.x)
 	v.wantErr("CHECK X, its pin removed", v.check(v.x), 102, "missing")
-	v.answers(true)
+	v.answers(true, "")
 	v.wantOK("DEL X", v.n.Del(t, v.x))
 	v.wantOK("ADD X again", v.add(v.x))
 	v.wantOK("CHECK X", v.check(v.x))
@@ -318,7 +334,7 @@ func TestVanishingLink(t *testing.T) {
 	detachByHand(t, yPin)
 	v.has("cgroup Y", "cgroup Y runs []")
 	v.wantErr("CHECK Y, its link detached", v.check(v.y), 102, "detached")
-	v.answers(true)
+	v.answers(true, "")
 	v.wantOK("ADD Y again (the runtime retrying)", v.n.Socksplice(t, "ADD", v.y, nil))
 	v.has("cgroup ", "cgroup X runs [sockops]", "cgroup Y runs [sockops]", "cgroup Z runs []")
 	v.wantOK("CHECK Y after ADD", v.check(v.y))
@@ -333,7 +349,7 @@ func TestVanishingLink(t *testing.T) {
 	nodePin := filepath.Join(nl.n.PinDir, node.LinksDir, "node-sockops")
 	detached := detachByHand(t, nodePin)
 	nl.wantErr("CHECK X, the node-level link detached", nl.check(nl.x), 102, "detached")
-	nl.answers(true)
+	nl.answers(true, "")
 	if _, err := nl.n.AddNoCgroup(t, nl.z); err != nil {
 		t.Fatalf("ADD Z at node level: %v", err)
 	}
