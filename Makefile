@@ -7,18 +7,34 @@
 #   make test       unit, integration and semantics tests (root; they create
 #                   netns, bridges, cgroups and load BPF)
 #   make semantics  print the socket-semantics matrix
+#   make fuzz       every fuzz target for FUZZTIME each (default 20s; CI
+#                   runs it): config, prevResult, CNI_ARGS, runtimeConfig,
+#                   cgroup paths
+#   make soak       the long tests at full length (root; the host's part
+#                   takes about 20 min, the test-kernel guest's, for the
+#                   splice engine, may take up to 2 hours under
+#                   emulation): streams past 4 GiB, 10 000 short
+#                   connections, the tenants' minute of churn, 10 min of
+#                   storm rounds, the splice soak
 #   make vm-test    the suites inside a QEMU guest: KERNEL=test (default,
 #                   the patched test kernel; DEBUG=1: lockdep/KASAN),
 #                   KERNEL=debian-new (Debian's newest stock kernel, module
 #                   by DKMS), debian-6.12 / debian-6.1 (fallback smoke);
-#                   PKGS="test/e2e" for a subset; SOAK=10m for the splice
-#                   soak's full length, default 2m)
+#                   PKGS="test/e2e" for a subset; SOAK=1 for the full
+#                   lengths of the long tests, SOAK=10m also sets the
+#                   splice soak's length, default 2m)
 #   make bench      every path side by side: results/bench/bench.{json,md}
 #                   and PNG charts, and the cost to flows it does not pair
 #                   (root; about 11 min; BENCH_ARGS=-overhead: that alone)
 #   make bench-quick  a short subset (CI smoke: fails only if a path
 #                   cannot run at all)
 #   make vm-bench   the benchmark inside the test kernel under QEMU
+#   make vm-bench-sockperf  its sockperf mode in the guest: ping-pong and
+#                   throughput on plain TCP, sockmap, splice (busy-poll 0,
+#                   10, 50 us) and AF_UNIX, loopback, veth+bridge and
+#                   netkit, CPU per request: results/bench-vm/sockperf.*
+#                   (about an hour; BENCH_ARGS="-duration 1s" and the
+#                   -sockperf-* flags shorten it)
 #   make vm-bench-compare  the splice module of the working tree against
 #                   the one at BASE (default 6962f62, before issue 14's
 #                   hardening), alternated in one test-kernel guest:
@@ -40,7 +56,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: install install-conflist uninstall all build generate plugins demo test semantics vet kernel vm-test bench bench-quick vm-bench vm-bench-compare dkms-deb clean
+.PHONY: install install-conflist uninstall all build generate plugins demo test semantics fuzz soak vet kernel vm-test bench bench-quick vm-bench vm-bench-sockperf vm-bench-compare dkms-deb clean
 
 all: build
 
@@ -93,6 +109,36 @@ semantics:
 		grep -E 'NEW GAP|STALE GAP|fails on plain TCP|auto on this node' results/semantics.log; \
 		cat results/semantics.md; tail -1 results/semantics.log; exit $$status
 
+# The fuzz targets, PACKAGE:NAME, each run for FUZZTIME (go test fuzzes one
+# target at a time). A failure leaves its input in the package's
+# testdata/fuzz/NAME/: fix the bug and commit the input with the fix.
+# Minimizing a new input is bounded to 5 s (go's default, a minute, would
+# spend a short run shrinking one input FuzzCNIArgs found interesting).
+FUZZ_TARGETS := conf:FuzzParse conf:FuzzRuntimeConfig plugin:FuzzPrevResult plugin:FuzzCNIArgs \
+	pkg/cgroup:FuzzResolve pkg/cgroup:FuzzCommonAncestor pkg/cgroup:FuzzMountinfo
+FUZZTIME ?= 20s
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t#*:} (./$${t%%:*}) for $(FUZZTIME)"; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$${t%%:*}/ 2>&1); \
+		status=$$?; \
+		printf '%s\n' "$$out" | awk '/^fuzz: elapsed/ { last = $$0; next } { print } END { print last }'; \
+		[ $$status -eq 0 ] || exit 1; \
+	done
+
+# The long tests at their full lengths (SOCKSPLICE_SOAK=1; CI runs short
+# versions): on the host the sockmap engine's (SOAK_TESTS), in a guest
+# running KERNEL the splice engine's (SOAK_VM_TESTS, with the splice soak
+# at 10 min unless SOAK says otherwise). Each test prints a summary line.
+SOAK_TESTS    ?= TestLongStream|TestShortConns|TestTenantChurn|TestStorm
+SOAK_VM_TESTS ?= TestLongStream|TestShortConns|TestTenantChurn|TestSpliceSoak
+soak:
+	@mkdir -p results
+	@SOCKSPLICE_SOAK=1 $(GO) test -count=1 -p 1 -v -timeout 60m -run '$(SOAK_TESTS)' ./test/e2e/ > results/soak.log 2>&1; \
+		status=$$?; \
+		grep -E 'summary:|^(--- |ok|FAIL|panic)' results/soak.log; exit $$status
+	VM_TIMEOUT=7200 SOCKSPLICE_TEST_TIMEOUT=110m \
+		$(MAKE) --no-print-directory vm-test PKGS=test/e2e RUN='$(SOAK_VM_TESTS)' SOAK=$(or $(SOAK),1)
 
 # The test kernel (Debian linux-source-6.12 + kernel/patches), cached by
 # hash under ~/.cache/socksplice; DEBUG=1 adds lockdep, KASAN, DEBUG_NET.
@@ -100,7 +146,8 @@ kernel:
 	DEBUG=$(DEBUG) kernel/build.sh
 
 # The suites inside a QEMU (TCG) guest running KERNEL (kernel/vm/prepare.sh).
-# PKGS picks packages, RUN a -test.run pattern, SOAK the splice soak's length.
+# PKGS picks packages, RUN a -test.run pattern, SOAK=1 the long tests' full
+# lengths (a duration: also the splice soak's).
 KERNEL ?= test
 vm-test:
 	KERNEL=$(KERNEL) DEBUG=$(DEBUG) SOCKSPLICE_SOAK=$(SOAK) SOCKSPLICE_TEST_RUN='$(RUN)' kernel/vm/test.sh $(PKGS)
@@ -116,6 +163,11 @@ bench-quick: build
 
 vm-bench:
 	KERNEL=$(KERNEL) kernel/vm/bench.sh $(BENCH_ARGS)
+
+# The sockperf mode (test/bench/sockperf.go) in the same guest; the same
+# as make vm-bench BENCH_ARGS="-sockperf ...", with a longer time limit.
+vm-bench-sockperf:
+	KERNEL=$(KERNEL) VM_TIMEOUT=$${VM_TIMEOUT:-10800} kernel/vm/bench.sh -sockperf $(BENCH_ARGS)
 
 # The module side by side with the one at BASE, in one guest
 # (kernel/vm/bench-compare.sh; test/bench/compare.go).

@@ -170,6 +170,27 @@ static __always_inline int is_mptcp_subflow(struct bpf_sock_ops *skops)
 	return BPF_CORE_READ_BITFIELD(tp, is_mptcp);
 }
 
+/* peer_netns returns the netns cookie of the socket at the other end of a
+ * flow from lk->addr to dk->addr in netns, or 0 if there is none:
+ * loopback never leaves the netns; otherwise the remote address's owner
+ * in the network (domain) of the local address. It fills in the keys'
+ * netns and domain. */
+static __always_inline __u64 peer_netns(__u64 netns, struct ss_local_key *lk,
+					struct ss_domain_key *dk)
+{
+	__u64 *v;
+
+	if (is_loopback(lk->addr) || is_loopback(dk->addr))
+		return netns;
+	lk->netns = netns;
+	v = bpf_map_lookup_elem(&local_addrs, lk);
+	if (!v)
+		return 0;
+	dk->domain = *v;
+	v = bpf_map_lookup_elem(&domain_addrs, dk);
+	return v ? *v : 0;
+}
+
 /* A flow as this socket sees it, and the netns of the socket at its other end. */
 struct flow {
 	struct ss_ns_counters *nc; /* this socket's netns's counters, or NULL */
@@ -193,7 +214,7 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 	struct ss_domain_key dk = {};
 	struct ss_ns_counters *nc;
 	struct ss_policy *pol;
-	__u64 netns, peerns, *v;
+	__u64 netns, peerns;
 	__u16 lport, rport;
 
 	if (skops->family != AF_INET && skops->family != AF_INET6)
@@ -219,29 +240,12 @@ static __always_inline struct ss_policy *resolve(struct bpf_sock_ops *skops, __u
 		return NULL;
 	}
 
-	if (is_loopback(lk.addr) || is_loopback(dk.addr)) {
-		/* Loopback never leaves the netns: the peer is in this one. */
-		peerns = netns;
-	} else {
-		lk.netns = netns;
-		v = bpf_map_lookup_elem(&local_addrs, &lk);
-		if (!v) {
-			count_ns(nc, no_peer);
-			return NULL;
-		}
-		dk.domain = *v;
-		v = bpf_map_lookup_elem(&domain_addrs, &dk);
-		if (!v) {
-			count_ns(nc, no_peer);
-			return NULL;
-		}
-		peerns = *v;
-		/* Both ends must run the same engine: neither engine can
-		 * complete a pairing the other one started. */
-		if (peerns != netns && !enrolled(peerns, engine)) {
-			count_ns(nc, no_peer);
-			return NULL;
-		}
+	peerns = peer_netns(netns, &lk, &dk);
+	/* Both ends must run the same engine: neither engine can complete a
+	 * pairing the other one started. */
+	if (!peerns || (peerns != netns && !enrolled(peerns, engine))) {
+		count_ns(nc, no_peer);
+		return NULL;
 	}
 	if (peerns == netns && !(pol->flags & SS_POLICY_LOOPBACK)) {
 		count_ns(nc, policy_refused);

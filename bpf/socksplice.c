@@ -41,27 +41,83 @@ struct {
 	__type(value, __u64);
 } pairs SEC(".maps");
 
+/* The key a socket is inserted under: the one its peer builds when
+ * sending, the peer's netns and tuple. */
+static __always_inline void peer_key(struct ss_pair_key *key, __u64 peerns,
+				     const __u32 local[4], const __u32 remote[4],
+				     __u16 lport, __u16 rport)
+{
+	key->netns = peerns;
+	__builtin_memcpy(key->local, remote, sizeof(key->local));
+	__builtin_memcpy(key->remote, local, sizeof(key->remote));
+	key->lport = rport;
+	key->rport = lport;
+}
+
+/* Every paired socket again, under its socket cookie, with no programs:
+ * a second link keeps its psock, and the bytes queued in it for the
+ * application, alive once unpair() has taken it out of pairs. The kernel
+ * removes both links when the socket's file is closed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, SS_PAIR_SLOTS);
+	__type(key, __u64);
+	__type(value, __u64);
+} holds SEC(".maps");
+
 static __always_inline void pair(struct bpf_sock_ops *skops)
 {
 	struct ss_pair_key key = {};
 	struct flow f = {};
+	__u64 cookie;
 	long err;
 
 	if (!resolve(skops, 0, &f))
 		return;
 
-	/* Insert under the key the peer will build: its netns, its tuple. */
-	key.netns = f.peerns;
-	__builtin_memcpy(key.local, f.remote, sizeof(key.local));
-	__builtin_memcpy(key.remote, f.local, sizeof(key.remote));
-	key.lport = f.rport;
-	key.rport = f.lport;
+	peer_key(&key, f.peerns, f.local, f.remote, f.lport, f.rport);
 	/* NOEXIST: a socket seen by programs on two cgroup levels counts once. */
 	err = bpf_sock_hash_update(skops, &pairs, &key, BPF_NOEXIST);
-	if (err == 0)
+	if (err == 0) {
 		count_ns(f.nc, paired);
-	else if (err != -EEXIST)
+		/* unpair() at TCP_CLOSE, where holds keeps the psock; without
+		 * that link the socket stays in pairs until its file closes. */
+		cookie = bpf_get_socket_cookie(skops);
+		if (bpf_sock_hash_update(skops, &holds, &cookie, BPF_NOEXIST) == 0)
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						  BPF_SOCK_OPS_STATE_CB_FLAG);
+	} else if (err != -EEXIST) {
 		count_ns(f.nc, insert_failures);
+	}
+}
+
+/* unpair takes a paired socket out of pairs when it reaches TCP_CLOSE
+ * (reset by its peer, or done closing). The kernel removes it only when
+ * its file is closed; until then a new connection on the same 4-tuple (a
+ * client reusing its port at once after a reset) would find this dead
+ * socket under its key and have its messages redirected into it, not
+ * into the new connection's socket. Its link in holds keeps what it has
+ * not read yet. The state callback runs before the socket leaves the
+ * established hash, so no newer socket of the tuple can hold the key
+ * yet: the entry is this socket's. */
+static __always_inline void unpair(struct bpf_sock_ops *skops)
+{
+	struct ss_local_key lk = {};
+	struct ss_domain_key dk = {};
+	struct ss_pair_key key = {};
+	__u64 netns, peerns;
+
+	if (skops->family != AF_INET && skops->family != AF_INET6)
+		return;
+	netns = bpf_get_netns_cookie(skops);
+	load_addrs(skops->family, CTX(skops->local_ip4), CTX(skops->remote_ip4),
+		   skops->local_ip6, skops->remote_ip6, lk.addr, dk.addr);
+	peerns = peer_netns(netns, &lk, &dk);
+	if (!peerns)
+		return; /* the peer's container is gone: no one builds the key */
+	peer_key(&key, peerns, lk.addr, dk.addr, skops->local_port,
+		 bpf_ntohl(skops->remote_port));
+	bpf_map_delete_elem(&pairs, &key);
 }
 
 SEC("sockops")
@@ -71,6 +127,10 @@ int socksplice_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		pair(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			unpair(skops);
 		break;
 	}
 	return 1;

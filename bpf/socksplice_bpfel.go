@@ -18,6 +18,7 @@ import (
 const (
 	SockspliceMapDomainAddrs        = "domain_addrs"
 	SockspliceMapEnroll             = "enroll"
+	SockspliceMapHolds              = "holds"
 	SockspliceMapLocalAddrs         = "local_addrs"
 	SockspliceMapNsCounters         = "ns_counters"
 	SockspliceMapPairs              = "pairs"
@@ -79,6 +80,7 @@ type SockspliceProgramSpecs struct {
 type SockspliceMapSpecs struct {
 	DomainAddrs *ebpf.MapSpec `ebpf:"domain_addrs"`
 	Enroll      *ebpf.MapSpec `ebpf:"enroll"`
+	Holds       *ebpf.MapSpec `ebpf:"holds"`
 	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
 	NsCounters  *ebpf.MapSpec `ebpf:"ns_counters"`
 	Pairs       *ebpf.MapSpec `ebpf:"pairs"`
@@ -114,6 +116,7 @@ func (o *SockspliceObjects) Close() error {
 type SockspliceMaps struct {
 	DomainAddrs *ebpf.Map `ebpf:"domain_addrs"`
 	Enroll      *ebpf.Map `ebpf:"enroll"`
+	Holds       *ebpf.Map `ebpf:"holds"`
 	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
 	NsCounters  *ebpf.Map `ebpf:"ns_counters"`
 	Pairs       *ebpf.Map `ebpf:"pairs"`
@@ -123,6 +126,7 @@ func (m *SockspliceMaps) Close() error {
 	return _SockspliceClose(
 		m.DomainAddrs,
 		m.Enroll,
+		m.Holds,
 		m.LocalAddrs,
 		m.NsCounters,
 		m.Pairs,

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/types/create"
 	"github.com/containernetworking/cni/pkg/version"
 )
 
@@ -229,8 +230,27 @@ func Parse(data []byte) (*NetConf, error) {
 			}
 			return nil, invalid("prevResult: cannot parse as a cniVersion %s result: %v", c.CNIVersion, inner)
 		}
+		if err := passOn(c); err != nil {
+			return nil, invalid("prevResult: the plugins after socksplice could not parse it once passed on: %v (an ips or routes entry without its address?)", err)
+		}
 	}
 	return c, nil
+}
+
+// passOn prints prevResult as ADD passes it on and parses that as the
+// next plugin in the chain will. Zero values do not survive: an IP or a
+// route without an address prints as "<nil>".
+func passOn(c *NetConf) error {
+	r, err := c.PrevResult.GetAsVersion(c.CNIVersion)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = create.Create(c.CNIVersion, b)
+	return err
 }
 
 func (c *NetConf) validate(raw map[string]json.RawMessage) *types.Error {

@@ -73,6 +73,17 @@ func parse(args *skel.CmdArgs, needPrev bool) (*conf.NetConf, *current.Result, e
 	if args.Netns == "" {
 		return nil, nil, types.NewError(types.ErrInvalidEnvironmentVariables, "CNI_NETNS: required for "+os.Getenv("CNI_COMMAND"), "")
 	}
+	// What enroll.Add would refuse, refused here, before anything is
+	// made (a record must name the attachment for DEL and GC to find it).
+	if n := len(c.Name) + len(args.ContainerID) + len(args.IfName); n > enroll.MaxIdent {
+		return nil, nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf(
+			"CNI_CONTAINERID: %d bytes long; with the network name (%d) and CNI_IFNAME (%d) it may take %d bytes at most",
+			len(args.ContainerID), len(c.Name), len(args.IfName), enroll.MaxIdent), "")
+	}
+	if n := len(containerAddrs(prev)); n > enroll.MaxAddrs {
+		return nil, nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
+			"prevResult: %d addresses on the container's interfaces, at most %d are supported", n, enroll.MaxAddrs), "")
+	}
 	return c, prev, nil
 }
 

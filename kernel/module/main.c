@@ -168,6 +168,7 @@ static ssize_t ss_counter_show(struct kobject *kobj, struct kobj_attribute *attr
 static struct ss_counter ss_counters[] = {
 	SS_COUNTER(paired), SS_COUNTER(refused), SS_COUNTER(ring_bytes),
 	SS_COUNTER(ring_full_waits), SS_COUNTER(busy_polls), SS_COUNTER(busy_poll_hits),
+	SS_COUNTER(busy_poll_skips),
 	SS_COUNTER(abi_mismatch), SS_COUNTER(forged), SS_COUNTER(peer_mismatch),
 	SS_COUNTER(pending_full), SS_COUNTER(mem_waits),
 	SS_GAUGE(live_socks), SS_GAUGE(live_pairs), SS_GAUGE(live_ring_bytes),

@@ -433,26 +433,63 @@ static bool ss_busy_poll(struct sock *sk, u32 us, struct ss_ring *r, u32 skip)
 	return false;
 }
 
+/* At most 2^(SS_BP_MAX_MISSES - 1) - 1 blocking reads sleep without a spin. */
+#define SS_BP_MAX_MISSES 7
+
 /*
  * As tcp_recvmsg busy-polls before it locks the socket, so does a blocking
  * read of an empty ring: another thread writing to this socket meanwhile
  * is not held up by the spin. rcu_read_lock keeps the pair and its rings
  * (freed after a grace period); the read itself then takes the lock.
- * Returns whether it spun and found nothing.
+ *
+ * The spin pays only while the peer answers within the budget. One spin
+ * that found nothing (a peer that was descheduled once) changes nothing;
+ * after the second in a row the next read sleeps at once, after the third
+ * the next 3, then 7, 15, 31 and 63 (busy_poll_skips). A spin that finds
+ * data spins in full again. A reader whose peer is idle or slow so spins
+ * once in 64 reads, and one whose peer turns fast again is back to
+ * spinning within 63 reads. A spin counts as a miss only once the peer
+ * has read what this end sent: a peer still waking up is not slow.
+ *
+ * Returns whether this read must not spin any more: it spun and found
+ * nothing, or it skipped the spin.
  */
 static bool ss_busy_poll_unlocked(struct sock *sk)
 {
 	struct ss_sock *ss;
 	bool missed = false;
 	struct ss_ring *r;
+	u8 skip, misses;
 
 	rcu_read_lock();
 	ss = ss_of(sk);
 	/* Pairs with the release in ss_pair_sock: pair is set. */
 	if (ss && smp_load_acquire(&ss->state) == SP_PAIRED && ss->busy_poll_us) {
 		r = ss->pair->ring[ss->side];
-		if (!ss_ring_avail(r))
-			missed = !ss_busy_poll(sk, ss->busy_poll_us, r, 0);
+		skip = READ_ONCE(ss->bp_skip);
+		if (ss_ring_avail(r)) {
+			/* Nothing to wait for. */
+		} else if (skip) {
+			WRITE_ONCE(ss->bp_skip, skip - 1);
+			ss_count(busy_poll_skips, 1);
+			missed = true;
+		} else if (ss_busy_poll(sk, ss->busy_poll_us, r, 0)) {
+			if (READ_ONCE(ss->bp_misses))
+				WRITE_ONCE(ss->bp_misses, 0);
+		} else if (ss_ring_used(ss->pair->ring[!ss->side])) {
+			/* The peer has not read what we sent: it is still
+			 * waking up, not slow to answer. Counting this would
+			 * let two blocking ends whose wake-ups outlast the
+			 * budget talk each other into sleeping for good, where
+			 * spinning on both ends needs no wake-up at all.
+			 */
+			missed = true;
+		} else {
+			misses = min_t(u8, READ_ONCE(ss->bp_misses) + 1, SS_BP_MAX_MISSES);
+			WRITE_ONCE(ss->bp_misses, misses);
+			WRITE_ONCE(ss->bp_skip, (1U << (misses - 1)) - 1);
+			missed = true;
+		}
 	}
 	rcu_read_unlock();
 	return missed;
@@ -573,17 +610,19 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			ss_kick_peer(c, false);
 			kick = false;
 		}
-		/* Where the spin before the lock found nothing, sleep. Later
-		 * spins (MSG_WAITALL, SO_RCVLOWAT, a peek past what is there)
-		 * keep the socket locked: no teardown can run, and the fast
-		 * path needs no reference on the pair. They are short (at
-		 * most SS_MAX_BUSY_POLL_US) and end on need_resched; what TCP
+		/* Once a spin of this read found nothing, or the read skipped
+		 * it (ss_busy_poll_unlocked), it sleeps. Later spins
+		 * (MSG_WAITALL, SO_RCVLOWAT, a peek past what is there) keep
+		 * the socket locked: no teardown can run, and the fast path
+		 * needs no reference on the pair. They are short (at most
+		 * SS_MAX_BUSY_POLL_US) and end on need_resched; what TCP
 		 * queued meanwhile (a FIN) waits in the backlog.
 		 */
-		if (c->busy_poll_us && !missed &&
-		    ss_busy_poll(sk, c->busy_poll_us, r, peek ? skip + copied : 0))
-			continue;
-		missed = false;
+		if (c->busy_poll_us && !missed) {
+			if (ss_busy_poll(sk, c->busy_poll_us, r, peek ? skip + copied : 0))
+				continue;
+			missed = true;
+		}
 		ss_hold(c);
 		add_wait_queue(sk_sleep(sk), &wait);
 		sk_wait_event(sk, &timeo,
@@ -894,6 +933,20 @@ static int ss_disconnect(struct sock *sk, int flags)
 	return base->disconnect(sk, flags);
 }
 
+/*
+ * Under the socket's lock, from shutdown(2) on the file. A FIN sent now
+ * can meet the peer's before close(), and tcp_fin turns the socket into a
+ * TIME_WAIT one in softirq, made from its creator proto: a prepared
+ * listener's child must have TCP's creator by then, as ss_close gives it.
+ */
+static void ss_shutdown(struct sock *sk, int how)
+{
+	int fam = ss_family_of(sk);
+
+	ss_drop_creator(sk, fam);
+	ss_fam[fam].base_prot->shutdown(sk, how);
+}
+
 static void ss_destroy(struct sock *sk)
 {
 	struct proto *base = ss_fam[ss_family_of(sk)].base_prot;
@@ -981,6 +1034,7 @@ static void ss_build(struct ss_family *f)
 	f->prot.sock_is_readable = ss_sock_is_readable;
 	f->prot.close = ss_close;
 	f->prot.disconnect = ss_disconnect;
+	f->prot.shutdown = ss_shutdown;
 	f->prot.destroy = ss_destroy;
 	/* Children of a prepared listener are cloned with this proto, which
 	 * takes a module reference per child (sk_prot_alloc). The overrides

@@ -117,6 +117,13 @@ struct ss_sock {
 	int side;
 	struct ss_ring *ring;	/* own receive ring until pairing hands it over */
 	u32 busy_poll_us;
+	/* Adaptive busy-poll, the reader's: after misses spins in a row found
+	 * nothing the next 2^(misses - 1) - 1 blocking reads sleep at once.
+	 * Written by concurrent readers without a lock: a hint, never a
+	 * correctness matter.
+	 */
+	u8 bp_misses;
+	u8 bp_skip;
 	u32 bucket;		/* pending table bucket of self */
 	struct ss_key self, peer;
 	struct hlist_node node;
@@ -174,6 +181,7 @@ struct ss_stats {
 	u64 ring_bytes;
 	u64 ring_full_waits;
 	u64 busy_poll_hits;
+	u64 busy_poll_skips;	/* blocking reads that slept without a spin */
 	u64 busy_polls;
 	u64 abi_mismatch;	/* calls from a program of another SS_ABI_VERSION */
 	u64 forged;		/* arguments that disagree with the socket */

@@ -6,6 +6,11 @@
 #
 #   kernel/vm/bench.sh [BENCH FLAGS...]   (default: -runs 3 -enroll 20)
 #
+# With -sockperf, the tool's sockperf mode (make vm-bench-sockperf):
+# results/bench-vm/sockperf.{json,md} and charts. sockperf, like every
+# other program the guest runs, is the host's: the guest's root is the
+# host's root over 9p.
+#
 # Under TCG every instruction is emulated: absolute figures mean nothing
 # and even ratios are indicative only.
 set -euo pipefail

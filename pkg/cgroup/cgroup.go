@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,13 +31,22 @@ func Root() (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return rootFrom(f)
+}
+
+// rootFrom reads the cgroup2 mount point from a mount table in the format
+// of /proc/PID/mountinfo.
+func rootFrom(r io.Reader) (string, error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		// id parent major:minor root mountpoint opts... - fstype source opts
-		fields := strings.Fields(sc.Text())
+		// id parent major:minor root mountpoint opts... - fstype source opts,
+		// separated by single spaces: the kernel escapes only space, tab,
+		// newline and backslash in paths, so a path may hold other white
+		// space (strings.Fields would split it).
+		fields := strings.Split(sc.Text(), " ")
 		for i, fld := range fields {
-			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
-				return fields[4], nil
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && i >= 6 && strings.HasPrefix(fields[4], "/") {
+				return unmangle(fields[4]), nil
 			}
 		}
 	}
@@ -45,6 +55,26 @@ func Root() (string, error) {
 	}
 	return "", errors.New("no cgroup v2 hierarchy is mounted")
 }
+
+// unmangle undoes the kernel's escaping of a mountinfo path: space, tab,
+// newline and backslash appear as \ooo (octal).
+func unmangle(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // How tells where an attachment point came from.
 type How string
@@ -62,11 +92,17 @@ const (
 // before the container's cgroup exists.
 func Resolve(root, runtimePath, netnsPath string) (string, How, error) {
 	if runtimePath != "" {
-		p := runtimePath
+		p := filepath.Clean(runtimePath)
 		if !strings.HasPrefix(p, root+"/") && p != root {
 			p = filepath.Join(root, p)
 		}
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
+		// Never a directory outside the hierarchy ("/.." joined to the
+		// root is its parent): conf refuses such paths, and this stays
+		// safe without it.
+		if p != root && !strings.HasPrefix(p, root+"/") {
+			p = ""
+		}
+		if st, err := os.Stat(p); p != "" && err == nil && st.IsDir() {
 			if p == root {
 				return root, NodeLevel, nil
 			}

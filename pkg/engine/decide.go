@@ -108,7 +108,10 @@ func spliceReady(f Features, o *node.Objects) error {
 		return f.SockmapReady()
 	}
 	if !f.SpliceKfunc && !f.SockOpsKfuncs {
-		return fmt.Errorf("kernel %s cannot call module kfuncs from sock_ops programs (needs 6.15), so the %s module cannot serve it", f.Kernel, sbpf.SpliceModule)
+		// The hook is told by a 6.15 kfunc in vmlinux's BTF: a kernel
+		// with the hook backported (the project's test kernel) lacks it
+		// and shows the hook only through the loaded module's kfuncs.
+		return fmt.Errorf("kernel %s cannot call module kfuncs from sock_ops programs (needs 6.15), so the %s module cannot serve it; a kernel with that hook backported shows it only while the module is loaded (modprobe %s)", f.Kernel, sbpf.SpliceModule, sbpf.SpliceModule)
 	}
 	if !f.SpliceKfunc {
 		return fmt.Errorf("the %s kernel module is not loaded (no %s kfunc): install socksplice-dkms, then modprobe %s", sbpf.SpliceModule, sbpf.SpliceKfuncPair, sbpf.SpliceModule)

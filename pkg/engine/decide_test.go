@@ -65,7 +65,7 @@ func TestDecideSplice(t *testing.T) {
 	}{
 		{"forced, no kfunc", Splice, noKfunc, loaded, "", sbpf.SpliceKfuncPair},
 		{"forced, no kfunc, no objects (STATUS)", Splice, noKfunc, nil, "", sbpf.SpliceModule},
-		{"forced, kernel without the sock_ops kfunc hook", Splice, noHook, nil, "", "kernel 6.12.118+deb13-amd64 cannot call module kfuncs from sock_ops programs (needs 6.15)"},
+		{"forced, kernel without the sock_ops kfunc hook", Splice, noHook, nil, "", "kernel 6.12.118+deb13-amd64 cannot call module kfuncs from sock_ops programs (needs 6.15), so the socksplice module cannot serve it; a kernel with that hook backported shows it only while the module is loaded"},
 		{"forced, kfunc, no objects (STATUS)", Splice, kfunc, nil, Splice, "forced"},
 		{"forced, kfunc, program loaded", Splice, kfunc, loaded, Splice, "forced"},
 		{"forced, kfunc, program failed", Splice, kfunc, failed, "", "verifier says no"},

@@ -112,6 +112,9 @@ func Add(o *node.Objects, a Attachment) (err error) {
 	if len(a.Addrs) > MaxAddrs {
 		return fmt.Errorf("prevResult: %d addresses on %s, at most %d are supported", len(a.Addrs), a.IfName, MaxAddrs)
 	}
+	if n := len(a.Network) + len(a.ContainerID) + len(a.IfName); n > MaxIdent {
+		return fmt.Errorf("network name, container ID and interface name take %d bytes, at most %d are supported", n, MaxIdent)
+	}
 	var prog *ebpf.Program
 	switch a.Engine {
 	case engine.Sockmap:

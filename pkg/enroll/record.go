@@ -59,6 +59,11 @@ func (r *Record) Engine() string {
 	return engine.Sockmap
 }
 
+// MaxIdent is how many bytes the network name, container ID and interface
+// name of an attachment may take together: its record keeps them (NUL
+// separated) for GC, and for a DEL whose config no longer parses.
+const MaxIdent = identSize - 2
+
 // SetIdent stores the attachment's identity in the record.
 func (r *Record) SetIdent(network, containerID, ifname string) {
 	copy(r.Ident[:], network+"\x00"+containerID+"\x00"+ifname)

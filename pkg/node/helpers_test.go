@@ -20,7 +20,7 @@ import (
 // The loopback connections of splice_test.go run in testenv helpers.
 func TestMain(m *testing.M) { testenv.TestMain(m) }
 
-var mapPins = []string{"pairs", "enroll", "local_addrs", "domain_addrs", "counters", "ns_counters", "retired_counters", "retiring", "selftest", "attachments", "meta"}
+var mapPins = []string{"pairs", "holds", "enroll", "local_addrs", "domain_addrs", "counters", "ns_counters", "retired_counters", "retiring", "selftest", "attachments", "meta"}
 
 // progPins are the programs a Load pins: the splice engine's only where the
 // kernel has its kfuncs (the VM loads the module; this host has none).
@@ -57,6 +57,7 @@ func objIDs(t *testing.T, o *node.Objects) ids {
 	return ids{
 		Maps: map[string]ebpf.MapID{
 			"pairs":            testenv.MapID(t, o.Pairs),
+			"holds":            testenv.MapID(t, o.Holds),
 			"enroll":           testenv.MapID(t, o.Enroll),
 			"local_addrs":      testenv.MapID(t, o.LocalAddrs),
 			"domain_addrs":     testenv.MapID(t, o.DomainAddrs),

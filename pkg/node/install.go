@@ -189,6 +189,7 @@ func install(dir string) (*Objects, error) {
 	defer coll.Close()
 	crashpoint.Done(crashpoint.NodeMaps)
 	o.Pairs = coll.DetachMap("pairs")
+	o.Holds = coll.DetachMap("holds")
 	o.Enroll = coll.DetachMap("enroll")
 	o.LocalAddrs = coll.DetachMap("local_addrs")
 	o.DomainAddrs = coll.DetachMap("domain_addrs")

@@ -145,7 +145,7 @@ func TestConcurrentLoad(t *testing.T) {
 			// objIDs calls t.Fatalf, which must not run off the test
 			// goroutine: collect the IDs by hand.
 			s := ids{Maps: map[string]ebpf.MapID{}, Progs: map[string]ebpf.ProgramID{}}
-			for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "enroll": o.Enroll,
+			for name, m := range map[string]*ebpf.Map{"pairs": o.Pairs, "holds": o.Holds, "enroll": o.Enroll,
 				"local_addrs": o.LocalAddrs, "domain_addrs": o.DomainAddrs, "counters": o.Counters,
 				"ns_counters": o.NsCounters, "retired_counters": o.Retired, "retiring": o.Retiring, "selftest": o.SelfTestNetns,
 				"attachments": o.Attach, "meta": o.Meta} {

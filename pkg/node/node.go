@@ -39,7 +39,12 @@ var ErrNotLoaded = errors.New("socksplice objects are not loaded on this node")
 type Objects struct {
 	Dir string
 
-	Pairs       *ebpf.Map // SOCKHASH of paired sockets
+	Pairs *ebpf.Map // SOCKHASH of paired sockets
+	// Holds (SOCKHASH by socket cookie, no programs) keeps a paired
+	// socket's psock, and its unread bytes, once the sockmap program has
+	// taken it out of Pairs at TCP_CLOSE. nil on a node not yet upgraded
+	// to it.
+	Holds       *ebpf.Map
 	Enroll      *ebpf.Map // netns cookie -> policy
 	LocalAddrs  *ebpf.Map // {netns, addr} -> domain
 	DomainAddrs *ebpf.Map // {domain, addr} -> netns
@@ -204,6 +209,7 @@ func openPinned(dir string) (*Objects, error) {
 		o.Retired, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, retiredSpec.Name), nil)
 		o.Retiring, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, retiringSpec.Name), nil)
 		o.SelfTestNetns, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, selfTestPin), nil)
+		o.Holds, _ = ebpf.LoadPinnedMap(filepath.Join(dir, MapsDir, "holds"), nil)
 	}
 	if err == nil {
 		o.SockOps, err = ebpf.LoadPinnedProgram(progPin(dir, sockopsPin), nil)
@@ -225,7 +231,7 @@ func openPinned(dir string) (*Objects, error) {
 }
 
 func (o *Objects) closeObjs() {
-	for _, m := range []*ebpf.Map{o.Pairs, o.Enroll, o.LocalAddrs, o.DomainAddrs, o.Counters, o.NsCounters, o.Retired, o.Retiring, o.SelfTestNetns, o.Attach, o.Meta} {
+	for _, m := range []*ebpf.Map{o.Pairs, o.Holds, o.Enroll, o.LocalAddrs, o.DomainAddrs, o.Counters, o.NsCounters, o.Retired, o.Retiring, o.SelfTestNetns, o.Attach, o.Meta} {
 		if m != nil {
 			m.Close()
 		}

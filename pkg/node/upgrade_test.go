@@ -90,7 +90,7 @@ func TestUpgradeReplacesProgramsKeepsMaps(t *testing.T) {
 			t.Errorf("program %s kept ID %d across the upgrade, want a new one", p, before.Progs[p])
 		}
 	}
-	for _, m := range []string{"pairs", "enroll", "local_addrs", "domain_addrs", "ns_counters", "retired_counters", "retiring", "selftest", "attachments", "meta"} {
+	for _, m := range []string{"pairs", "holds", "enroll", "local_addrs", "domain_addrs", "ns_counters", "retired_counters", "retiring", "selftest", "attachments", "meta"} {
 		if after.Maps[m] != before.Maps[m] {
 			t.Errorf("map %s: ID %d after upgrade, was %d (map not reused)", m, after.Maps[m], before.Maps[m])
 		}

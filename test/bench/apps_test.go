@@ -116,7 +116,8 @@ func TestParseSockperf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sockperfResult{Version: "3.7", AvgLatencyUs: 15.914, P50Us: 10.349, ValidSec: 1.549, ValidMsgs: 48589}
+	want := sockperfResult{Version: "3.7", Mode: spPingPong, Sent: 52537, Received: 52536, RunSec: 2.001,
+		AvgLatencyUs: 15.914, P50Us: 10.349, ValidSec: 1.549, ValidMsgs: 48589}
 	if r != want {
 		t.Errorf("got %+v, want %+v", r, want)
 	}
@@ -139,5 +140,60 @@ func TestParseSockperfErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got error %v, want one containing %q", name, err, tc.want)
 		}
+	}
+}
+
+// Captured from sockperf 3.7 (Debian bookworm), "throughput --tcp -i
+// 127.0.0.1 -p 11993 -m 4096 -t 1", and from its server, "server --tcp
+// -i 127.0.0.1 -p 11993", after SIGINT.
+const (
+	sockperfTP = "sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m\n" +
+		"sockperf[CLIENT] send on:\n" +
+		"[ 0] IP = 127.0.0.1       PORT = 11993 # TCP\n" +
+		"sockperf: Warmup stage (sending a few dummy messages)...\n" +
+		"sockperf: Starting test...\n" +
+		"sockperf: Test end (interrupted by timer)\n" +
+		"sockperf: Test ended\n" +
+		"sockperf: Total of 62693 messages sent in 1.000 sec\n" +
+		"\n" +
+		"sockperf: \x1b[2;35mNOTE: test was performed, using msg-size=4096. For getting maximum throughput consider using --msg-size=1472\x1b[0m\n" +
+		"sockperf: Summary: Message Rate is 62663 [msg/sec], Packet Rate is about 187989 [pkt/sec] (3 ip frags / msg)\n" +
+		"sockperf: Summary: BandWidth is 244.777 MBps (1958.219 Mbps)\n"
+	sockperfServer = "sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m\n" +
+		"sockperf: [SERVER] listen on:\n" +
+		"[ 0] IP = 127.0.0.1       PORT = 11993 # TCP\n" +
+		"sockperf: Warmup stage (sending a few dummy messages)...\n" +
+		"sockperf: [tid 26196] using recvfrom() to block on socket(s)\n" +
+		"sockperf: Test end (interrupted by user)\n" +
+		"sockperf: Total 62693 messages received and handled\n" +
+		"sockperf: cleanupAfterLoop() exit\n"
+	// What a client sending more than the server takes (-m 65536) prints.
+	sockperfTooBig = "sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m\n" +
+		"sockperf: Starting test...\n" +
+		"IP = 127.0.0.1       PORT = 11995 # TCP sockperf: ERROR: A connection was forcibly closed by a peer (errno=0 Success)\n"
+)
+
+func TestParseSockperfThroughput(t *testing.T) {
+	r, err := parseSockperf(sockperfTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sockperfResult{Version: "3.7", Mode: spThroughput, Sent: 62693, RunSec: 1.000, MsgRate: 62663, MBps: 244.777}
+	if r != want {
+		t.Errorf("got %+v, want %+v", r, want)
+	}
+	n, err := parseSockperfServer(sockperfServer)
+	if err != nil || n != 62693 {
+		t.Errorf("server: %d, %v; want 62693", n, err)
+	}
+	if _, err := parseSockperfServer("sockperf: No messages were received on the server.\n"); err == nil {
+		t.Error("a server without a count: no error")
+	}
+	if _, err := parseSockperf(sockperfTooBig); err == nil || !strings.Contains(err.Error(), "forcibly closed") {
+		t.Errorf("too big a message: got %v", err)
+	}
+	// A throughput run that reports no rate is no figure.
+	if _, err := parseSockperf(strings.Replace(sockperfTP, "Message Rate is 62663", "Message Rate is 0", 1)); err == nil {
+		t.Error("a zero rate: no error")
 	}
 }

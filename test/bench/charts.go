@@ -35,6 +35,9 @@ var pathColors = map[string]color.Color{
 	PathSpliceBP: color.RGBA{R: 214, G: 39, B: 40, A: 255},
 	PathUnix:     color.RGBA{R: 44, G: 160, B: 44, A: 255},
 	PathSMC:      color.RGBA{R: 148, G: 103, B: 189, A: 255},
+	// the sockperf mode's
+	PathSpliceBP10: color.RGBA{R: 255, G: 187, B: 120, A: 255},
+	PathToolTCP:    color.RGBA{R: 199, G: 199, B: 199, A: 255},
 }
 
 // extraColors serve paths the palette above does not know.

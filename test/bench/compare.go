@@ -149,7 +149,7 @@ func measureModule(r testenv.T, o compareOptions, set Settings) {
 			paths = append(paths, PathInfo{Name: c.Path, Available: true})
 		}
 	}
-	b := &bench{t: r, set: set, sites: buildSites(r, paths)}
+	b := &bench{t: r, set: set, defs: allPaths, sites: buildSites(r, allPaths, paths)}
 	var out []cmpSample
 	for _, c := range cases {
 		s := b.sites[c.Path]
@@ -224,23 +224,12 @@ func (b *bench) measureCase(s *site, c cmpCase) cmpSample {
 		}
 		return x
 	}
-	w0, c0 := s.wireBytes(b.t, TopoVeth), s.counters(b.t)
-	dur := max(b.set.Duration, time.Second)
-	cc := runSockperf(b.t, s.srv, s.cli, s.srv.IP(s.net), c.Size, dur, b.set.ServerCPU, b.set.ClientCPU)
-	if cc.Err != "" {
-		x.Err = cc.Err
+	smp, err := b.sockperfOn(s, TopoVeth, spWorkload{Mode: spPingPong, Size: c.Size})
+	if err != nil {
+		x.Err = err.Error()
 		return x
 	}
-	wire, c1 := s.wireBytes(b.t, TopoVeth)-w0, s.counters(b.t)
-	// sockperf measures about -t minus 0.45 s of the run (see runSockperf).
-	moved := cc.SockperfTP * 2 * float64(c.Size) * (math.Ceil(dur.Seconds()) - 0.45)
-	paired := c1.SplicePaired - c0.SplicePaired
-	if paired < 2 || float64(wire) > moved/10+64<<10 {
-		x.Err = fmt.Sprintf("not accelerated: paired +%d, veths carried %d B of about %.0f B payload", paired, wire, moved)
-		return x
-	}
-	x.Value, x.LatUs = cc.SockperfTP, cc.SockperfUs
-	x.Verified = fmt.Sprintf("%s; paired +%d, veths carried %d B", cc.Tool, paired, wire)
+	x.Value, x.LatUs, x.Verified = smp.tps, smp.latUs, smp.verified
 	return x
 }
 

@@ -36,6 +36,7 @@ type options struct {
 	noApps, noCNI bool
 	warmup        time.Duration
 	cmp           compareOptions
+	sp            sockperfOptions
 	// The cost when nothing is paired (overhead.go): only that with
 	// overheadOnly, none with noOverhead.
 	overheadOnly, noOverhead bool
@@ -71,9 +72,16 @@ func main() {
 	flag.DurationVar(&o.cmp.unloadTimeout, "unload-timeout", 90*time.Second, "compare: how long to retry delete_module")
 	flag.BoolVar(&o.cmp.liveNetns, "live-netns", true, "compare: first try the unload with the containers' namespaces alive (DEL run, programs unpinned)")
 	flag.StringVar(&o.cmp.measure, "measure", "", "compare's child: run the workloads once on the loaded module, samples to `FILE`")
+	// The sockperf mode (make vm-bench-sockperf; sockperf.go).
+	flag.BoolVar(&o.sp.on, "sockperf", false, "sockperf mode: socksplice's paths against plain TCP measured with sockperf (default 3 runs of 5 s per case)")
+	flag.StringVar(&o.sp.topos, "sockperf-topologies", spDefaultTopos, "sockperf mode: topologies, comma separated")
+	flag.StringVar(&o.sp.paths, "sockperf-paths", spDefaultPaths, "sockperf mode: paths, comma separated (unix runs the tool's own ends)")
+	flag.StringVar(&o.sp.workloads, "sockperf-workloads", spDefaultWorkloads, "sockperf mode: pp:BYTES (ping-pong) or tp:BYTES (throughput), comma separated")
 	flag.Parse()
 	o.cmp.virt = o.virt
 	switch {
+	case o.sp.on:
+		testenv.Main("bench-sockperf", func(r testenv.T) { runSockperfMode(r, o) })
 	case o.cmp.measure != "":
 		testenv.Main("bench-measure", func(r testenv.T) { measureModule(r, o.cmp, compareSettings(r, o)) })
 	case o.cmp.oldKo != "" || o.cmp.newKo != "":
@@ -94,6 +102,13 @@ func main() {
 // turn unless the flags say otherwise.
 func compareSettings(r testenv.T, o options) Settings {
 	set := Settings{Runs: 1, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond}
+	o.apply(r, &set)
+	return set
+}
+
+// apply puts the flags -runs, -duration, -warmup and -cpus that were
+// given into set.
+func (o options) apply(r testenv.T, set *Settings) {
 	if o.runs > 0 {
 		set.Runs = o.runs
 	}
@@ -106,7 +121,6 @@ func compareSettings(r testenv.T, o options) Settings {
 	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
 		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)
 	}
-	return set
 }
 
 // run measures everything o asks for and writes the report; r fails the
@@ -120,20 +134,9 @@ func run(r testenv.T, o options) {
 			RRSizes: []int{64, 1024}, StreamSizes: []int{1 << 10, 64 << 10}}
 		enrollN, samples, redisReq = 20, 5, 2000
 	}
-	if o.runs > 0 {
-		set.Runs = o.runs
-	}
+	o.apply(r, &set)
 	if o.enroll > 0 {
 		enrollN = o.enroll
-	}
-	if o.dur > 0 {
-		set.Duration = o.dur
-	}
-	if o.warmup > 0 {
-		set.Warmup = o.warmup
-	}
-	if _, err := fmt.Sscanf(o.cpus, "%d,%d", &set.ClientCPU, &set.ServerCPU); err != nil {
-		r.Fatalf("-cpus %q: want two CPU numbers, e.g. 0,1", o.cpus)
 	}
 	// Many short rounds rather than a few long ones: on a shared machine
 	// a run's CPU time per connection moves with the neighbours' bursts,
@@ -160,19 +163,19 @@ func run(r testenv.T, o options) {
 
 	rep := &Report{Started: time.Now().UTC(), Quick: o.quick, Machine: machine(o.virt), Settings: set}
 	f := engine.Probe()
-	rep.Paths = availability(f)
+	rep.Paths = availability(f, allPaths)
 	for _, p := range rep.Paths {
 		if !p.Available {
 			logf("path %s: not available: %s", p.Name, p.Reason)
 		}
 	}
-	b := &bench{t: r, set: set, rep: rep}
+	b := &bench{t: r, set: set, defs: allPaths, rep: rep}
 	if o.overheadOnly {
 		b.overhead(ohSet)
 		finish(r, o, rep)
 		return
 	}
-	b.sites = buildSites(r, rep.Paths)
+	b.sites = buildSites(r, allPaths, rep.Paths)
 	for _, topo := range []string{TopoLoopback, TopoVeth} {
 		for _, size := range set.RRSizes {
 			rep.RR = append(rep.RR, b.point("rr", topo, size)...)

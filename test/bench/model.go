@@ -57,15 +57,21 @@ const (
 	PathTCP      = "tcp"
 	PathSockmap  = "sockmap"
 	PathSplice   = "splice"
-	PathSpliceBP = "splice+busypoll"
-	PathUnix     = "unix"
-	PathSMC      = "smc"
+	PathSpliceBP = "splice+busypoll" // 50 us
+	// PathSpliceBP10 busy-polls 10 us (the sockperf mode only).
+	PathSpliceBP10 = "splice+busypoll10"
+	PathUnix       = "unix"
+	// PathToolTCP is plain TCP measured with the tool's own ends: the
+	// sockperf mode's baseline for unix, which sockperf 3.7 cannot run.
+	PathToolTCP = "tcp-tool"
+	PathSMC     = "smc"
 )
 
 // Topologies.
 const (
 	TopoLoopback = "loopback" // both ends in one container, 127.0.0.1
 	TopoVeth     = "veth"     // two containers on a bridge made by the CNI chain
+	TopoNetkit   = "netkit"   // two containers joined by a netkit pair (the sockperf mode)
 )
 
 // PathInfo says whether a path can run here and, if not, why.
@@ -105,6 +111,21 @@ type Point struct {
 	// Voluntary context switches of both ends per MB moved: each is a
 	// sleep on an empty or full socket, so this counts wake-ups.
 	CtxSwPerMB Stat `json:"ctxSwPerMB"`
+	// The sockperf mode's figures (sockperf.go). Tool is what measured:
+	// "sockperf 3.7", or "bench" for the tool's own ends.
+	Tool string `json:"tool,omitempty"`
+	// LatUs (rr): mean one-way latency, RTT / 2, in microseconds.
+	LatUs Stat `json:"latUs,omitzero"`
+	// MsgPS (stream): messages the receiver got per second.
+	MsgPS Stat `json:"msgPerSec,omitzero"`
+	// CliCPUUs and SrvCPUUs: user + system CPU microseconds of each end
+	// per request (rr: a round trip; stream: a message).
+	CliCPUUs Stat `json:"clientCPUUsPerReq,omitzero"`
+	SrvCPUUs Stat `json:"serverCPUUsPerReq,omitzero"`
+	// BusyPollHitPct: of the splice module's busy polls during the run,
+	// the share that found data (busy-poll paths only).
+	BusyPollHitPct Stat `json:"busyPollHitPct,omitzero"`
+	BusyPolls      Stat `json:"busyPolls,omitzero"` // per run
 	// Verified is how the run was shown to take the path it is named for
 	// (counters, bytes on lo/veth); empty for unverified peers.
 	Verified string `json:"verified,omitempty"`
@@ -163,11 +184,15 @@ type Latency struct {
 	MaxMs float64 `json:"maxMs"`
 }
 
-// column summarizes one quantity of every sample.
+// column summarizes one quantity of every sample, leaving out NaN (a
+// figure a sample does not have, such as busy-poll hits off the busy-poll
+// paths).
 func column[S any](samples []S, f func(S) float64) Stat {
 	xs := make([]float64, 0, len(samples))
 	for _, s := range samples {
-		xs = append(xs, f(s))
+		if v := f(s); !math.IsNaN(v) {
+			xs = append(xs, v)
+		}
 	}
 	return summarize(xs)
 }

@@ -16,7 +16,7 @@ import (
 
 // pathOrder is the column order of every table and chart: the baseline
 // first, then the accelerated paths, then the non-TCP references.
-var pathOrder = []string{PathTCP, PathSockmap, PathSplice, PathSpliceBP, PathUnix, PathSMC}
+var pathOrder = []string{PathTCP, PathSockmap, PathSplice, PathSpliceBP10, PathSpliceBP, PathToolTCP, PathUnix, PathSMC}
 
 // writeReport writes bench.json, bench.md and the charts into dir. Each
 // is attempted even when another fails (a NaN makes the JSON unencodable,

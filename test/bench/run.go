@@ -14,6 +14,7 @@ import (
 type bench struct {
 	t     testenv.T
 	set   Settings
+	defs  []pathDef // the paths of the run, in the report's order
 	sites map[string]*site
 	rep   *Report
 	port  int
@@ -22,13 +23,16 @@ type bench struct {
 // sample is one measured run of one path.
 type sample struct {
 	tps, p50, p99, gbps, userPerGB, sysPerGB, readBytes, ctxPerMB float64
-	verified                                                      string
+	// CPU seconds (user + system, getrusage) of each end, and the
+	// client's transactions (rr) or writes (stream).
+	cliCPU, srvCPU, reqs float64
+	verified             string
 }
 
 // order lists the sites that run, in the report's path order.
 func (b *bench) order() []*site {
 	var s []*site
-	for _, p := range allPaths {
+	for _, p := range b.defs {
 		if x := b.sites[p.name]; x != nil {
 			s = append(s, x)
 		}
@@ -118,7 +122,7 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	port := 20000 + b.port%20000
 	addr := s.addr(topo, port)
 	srvC, cliC := s.ends(topo)
-	w0, c0 := s.wireBytes(b.t, topo), s.counters(b.t)
+	w0, c0 := s.wireBytes(b.t, topo), s.counters(b.t, topo)
 	spec := EndSpec{Kind: kind, Family: s.def.family, Addr: addr, Size: size, Duration: d}
 	if kind == "close" { // rr whose server closes first (compare.go)
 		spec.Kind, spec.ServerCloses, kind = "rr", true, "rr"
@@ -127,7 +131,7 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	if err != nil {
 		return sample{}, err
 	}
-	wire, c1 := s.wireBytes(b.t, topo)-w0, s.counters(b.t)
+	wire, c1 := s.wireBytes(b.t, topo)-w0, s.counters(b.t, topo)
 
 	var x sample
 	var moved float64
@@ -154,32 +158,43 @@ func (b *bench) once(s *site, kind, topo string, size int, d time.Duration) (sam
 	x.userPerGB = (cr.UserS + sr.UserS) / (moved / 1e9)
 	x.sysPerGB = (cr.SysS + sr.SysS) / (moved / 1e9)
 	x.ctxPerMB = float64(cr.VolCtx+sr.VolCtx) / (moved / 1e6)
+	x.cliCPU, x.srvCPU, x.reqs = cr.UserS+cr.SysS, sr.UserS+sr.SysS, float64(cr.Txns)
+	x.verified, err = s.verify(topo, moved, wire, c0, c1)
+	if s.def.family == "unix" {
+		x.verified = "AF_UNIX stream socket at " + addr
+	}
+	return x, err
+}
 
-	// A path is only worth its name if the bytes went that way.
+// verify checks that a run on s in topo that moved payload bytes took
+// the path s is named for, from what the wire carried meanwhile and the
+// network's counters before (c0) and after (c1): the baseline must put
+// the payload on the wire, an engine must pair both ends and leave the
+// wire nearly empty, and SMC must not fall back to TCP. It says how the
+// run was shown to take its path.
+func (s *site) verify(topo string, moved float64, wire uint64, c0, c1 testenv.Counters) (string, error) {
 	switch s.def.name {
 	case PathTCP:
 		if wire < uint64(moved) {
-			return x, fmt.Errorf("baseline: the wire carried %d B of %.0f B payload", wire, moved)
+			return "", fmt.Errorf("baseline: the wire carried %d B of %.0f B payload", wire, moved)
 		}
-		x.verified = fmt.Sprintf("%s carried %d B for %.0f B payload", wireName(topo), wire, moved)
-	case PathSockmap, PathSplice, PathSpliceBP:
+		return fmt.Sprintf("%s carried %d B for %.0f B payload", wireName(topo), wire, moved), nil
+	case PathSockmap, PathSplice, PathSpliceBP, PathSpliceBP10:
 		paired, redir := c1.Paired-c0.Paired, c1.RedirectBytes-c0.RedirectBytes
 		if s.def.name != PathSockmap {
 			paired, redir = c1.SplicePaired-c0.SplicePaired, 0 // the ring's bytes are the module's counter
 		}
 		if paired < 2 || wire > uint64(moved)/10+64<<10 {
-			return x, fmt.Errorf("not accelerated: paired +%d, redirected %d B, %s carried %d B of %.0f B payload", paired, redir, wireName(topo), wire, moved)
+			return "", fmt.Errorf("not accelerated: paired +%d, redirected %d B, %s carried %d B of %.0f B payload", paired, redir, wireName(topo), wire, moved)
 		}
-		x.verified = fmt.Sprintf("paired +%d, redirected %d B, %s carried %d B", paired, redir, wireName(topo), wire)
+		return fmt.Sprintf("paired +%d, redirected %d B, %s carried %d B", paired, redir, wireName(topo), wire), nil
 	case PathSMC:
 		if wire > uint64(moved)/10+64<<10 {
-			return x, fmt.Errorf("%s: %s carried %d B of %.0f B payload", smcFallback, wireName(topo), wire, moved)
+			return "", fmt.Errorf("%s: %s carried %d B of %.0f B payload", smcFallback, wireName(topo), wire, moved)
 		}
-		x.verified = fmt.Sprintf("%s carried %d B of %.0f B payload (SMC-D)", wireName(topo), wire, moved)
-	case PathUnix:
-		x.verified = "AF_UNIX stream socket at " + addr
+		return fmt.Sprintf("%s carried %d B of %.0f B payload (SMC-D)", wireName(topo), wire, moved), nil
 	}
-	return x, nil
+	return "", nil
 }
 
 // runEnds runs spec's server in srv and its client in cli, pinned to
@@ -209,8 +224,11 @@ func (b *bench) runEnds(srv, cli *testenv.Container, spec EndSpec) (sr, cr EndRe
 }
 
 func wireName(topo string) string {
-	if topo == TopoVeth {
+	switch topo {
+	case TopoVeth:
 		return "veths"
+	case TopoNetkit:
+		return "netkit devices"
 	}
 	return "lo"
 }
@@ -231,7 +249,7 @@ func (b *bench) crossCheck() {
 			break
 		}
 		tool = append(tool, x.tps)
-		cc = runSockperf(b.t, s.srv, s.cli, s.srv.IP(s.net), 1024, max(b.set.Duration, time.Second), b.set.ServerCPU, b.set.ClientCPU)
+		cc = runSockperf(b.t, s.srv, s.cli, s.serverIP(TopoVeth), 1024, max(b.set.Duration, time.Second), b.set.ServerCPU, b.set.ClientCPU)
 		if cc.Err != "" {
 			break
 		}

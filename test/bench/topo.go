@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -35,17 +36,21 @@ var allPaths = []pathDef{
 	{name: PathSMC, family: "smc"},
 }
 
-// availability decides which paths this kernel can run, and why not.
-func availability(f engine.Features) []PathInfo {
+// spliceBP10 is the splice engine with a 10 us busy-poll: the sockperf
+// mode's second busy-poll budget (sockperf.go).
+var spliceBP10 = pathDef{name: PathSpliceBP10, plugin: map[string]any{"mode": "splice", "loopback": true, "busyPollUs": 10}, family: "tcp"}
+
+// availability decides which of defs this kernel can run, and why not.
+func availability(f engine.Features, defs []pathDef) []PathInfo {
 	var out []PathInfo
-	for _, p := range allPaths {
+	for _, p := range defs {
 		pi := PathInfo{Name: p.name, Available: true}
 		switch p.name {
 		case PathSockmap:
 			if !(f.SockOps && f.SkMsg && f.SockHash) {
 				pi.Available, pi.Reason = false, "kernel lacks sock_ops, sk_msg or SOCKHASH"
 			}
-		case PathSplice, PathSpliceBP:
+		case PathSplice, PathSpliceBP, PathSpliceBP10:
 			if !f.SpliceKfunc {
 				pi.Available, pi.Reason = false, "kfunc "+sbpf.SpliceKfuncPair+" is not in the kernel's BTF (the splice module is not loaded)"
 			}
@@ -62,28 +67,41 @@ func availability(f engine.Features) []PathInfo {
 	return out
 }
 
-// site is where one path's ends run: a network and two containers on it.
-// Loopback runs both ends in srv.
+// site is where one path's ends run: a network and two containers on it,
+// and where the netkit topology runs, two more containers joined by a
+// netkit pair. Loopback runs both ends in srv.
 type site struct {
 	def      pathDef
 	net      *testenv.Network
 	srv, cli *testenv.Container
+	nk       *testenv.NetkitPair // nil unless the netkit topology was made
 }
 
-func (s *site) addr(topo string, port int) string {
-	switch {
-	case s.def.family == "unix":
-		return filepath.Join(unixDir, fmt.Sprintf("%s-%d.sock", topo, port))
-	case topo == TopoLoopback:
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port)).String()
+// serverIP is the address the server listens on in topo.
+func (s *site) serverIP(topo string) netip.Addr {
+	switch topo {
+	case TopoLoopback:
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	case TopoNetkit:
+		return s.nk.AddrA
 	default:
-		return netip.AddrPortFrom(s.srv.IP(s.net), uint16(port)).String()
+		return s.srv.IP(s.net)
 	}
 }
 
+func (s *site) addr(topo string, port int) string {
+	if s.def.family == "unix" {
+		return filepath.Join(unixDir, fmt.Sprintf("%s-%d.sock", topo, port))
+	}
+	return netip.AddrPortFrom(s.serverIP(topo), uint16(port)).String()
+}
+
 func (s *site) ends(topo string) (srv, cli *testenv.Container) {
-	if topo == TopoLoopback {
+	switch topo {
+	case TopoLoopback:
 		return s.srv, s.srv
+	case TopoNetkit:
+		return s.nk.A, s.nk.B
 	}
 	return s.srv, s.cli
 }
@@ -91,11 +109,11 @@ func (s *site) ends(topo string) (srv, cli *testenv.Container) {
 var unixDir string
 
 // buildSites makes one network with two containers for every available
-// CNI path; the peers run in the baseline's containers.
-func buildSites(t testenv.T, paths []PathInfo) map[string]*site {
+// CNI path of defs; the peers run in the baseline's containers.
+func buildSites(t testenv.T, defs []pathDef, paths []PathInfo) map[string]*site {
 	sites := map[string]*site{}
 	var base *site
-	for i, p := range allPaths {
+	for i, p := range defs {
 		if !available(paths, p.name) || p.plugin == nil {
 			continue
 		}
@@ -121,7 +139,7 @@ func buildSites(t testenv.T, paths []PathInfo) map[string]*site {
 		}
 	}
 	unixDir = t.TempDir()
-	for _, p := range allPaths {
+	for _, p := range defs {
 		if available(paths, p.name) && p.plugin == nil && base != nil {
 			sites[p.name] = &site{def: p, net: base.net, srv: base.srv, cli: base.cli}
 		}
@@ -144,19 +162,60 @@ func startEnd(t testenv.T, c *testenv.Container, cpu int, s EndSpec) (*testenv.P
 	return c.StartHelper(t, testenv.Helper{Role: endRole, Spec: s, Prefix: pinned(cpu), Ready: s.Role == "server"})
 }
 
+// buildNetkit joins two more containers by a netkit pair for every CNI
+// site, enrolled in a network of the site's socksplice config, and gives
+// the peers the baseline's pair. On a kernel without netkit it makes
+// nothing and says why.
+func buildNetkit(t testenv.T, defs []pathDef, sites map[string]*site) (unavailable string) {
+	var base *site
+	for i, p := range defs {
+		s := sites[p.name]
+		if s == nil || p.plugin == nil {
+			continue
+		}
+		pin := fmt.Sprintf("/sys/fs/bpf/socksplice-bench-%d-nk-%s", os.Getpid(), strings.ReplaceAll(p.name, "+", "-"))
+		t.Cleanup(func() { os.RemoveAll(pin) })
+		a, b := testenv.NewContainer(t, "bnka"), testenv.NewContainer(t, "bnkb")
+		nk, err := testenv.NewNetkitPair(t, testenv.NetOpts{Subnet: fmt.Sprintf("10.235.%d.0/24", i), PinDir: pin, Plugin: p.plugin}, a, b)
+		if errors.Is(err, testenv.ErrNoNetkit) {
+			return err.Error()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.nk = nk
+		if p.name == PathTCP {
+			base = s
+		}
+	}
+	for _, s := range sites {
+		if s.def.plugin == nil && base != nil {
+			s.nk = base.nk
+		}
+	}
+	return ""
+}
+
 // wireBytes is what the interfaces carried that a redirected connection
 // should not use: lo in the container for loopback, both host veths for
-// the bridge topology.
+// the bridge topology, both netkit devices for netkit.
 func (s *site) wireBytes(t testenv.T, topo string) uint64 {
-	if topo == TopoVeth {
+	switch topo {
+	case TopoVeth:
 		return testenv.VethBytes(t, s.srv.HostVeth(s.net)) + testenv.VethBytes(t, s.cli.HostVeth(s.net))
+	case TopoNetkit:
+		return s.nk.Bytes(t)
 	}
 	return s.srv.LoBytes(t)
 }
 
-func (s *site) counters(t testenv.T) testenv.Counters {
+// counters are the BPF counters of the network that topo's ends are in.
+func (s *site) counters(t testenv.T, topo string) testenv.Counters {
 	if s.def.plugin == nil || s.def.name == PathTCP {
 		return testenv.Counters{}
+	}
+	if topo == TopoNetkit {
+		return testenv.ReadCounters(t, s.nk.PinDir)
 	}
 	return testenv.ReadCounters(t, s.net.PinDir)
 }

@@ -205,8 +205,8 @@ func TestParallelAdds(t *testing.T) {
 	if node.HaveSpliceKfuncs() {
 		wantProgs = 3 // and the splice engine's, where its module is loaded
 	}
-	if len(ents) != 11 || len(progs) != wantProgs {
-		t.Errorf("pin dir holds %d maps and %d programs, want one set (11 and %d)", len(ents), len(progs), wantProgs)
+	if len(ents) != 12 || len(progs) != wantProgs {
+		t.Errorf("pin dir holds %d maps and %d programs, want one set (12 and %d)", len(ents), len(progs), wantProgs)
 	}
 	if got := mapLen(t, o.NsCounters); got != total {
 		t.Errorf("per-netns counters map has %d entries, want one per enrolled netns (%d)", got, total)

@@ -6,8 +6,10 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -27,29 +29,57 @@ func rawBlocking(t *testing.T, c *net.TCPConn) int {
 	return fd
 }
 
+// splicedConn connects a client in e to a server of e listening on port,
+// and fails the test unless the module paired the connection.
+func splicedConn(t *testing.T, e *stressEnv, port uint16) (cli, srv *net.TCPConn) {
+	t.Helper()
+	ln := e.listen(t, port)
+	base := testenv.ModuleStats(t)
+	cli, err := e.dial(ln.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = c.(*net.TCPConn)
+	t.Cleanup(func() { srv.Close() })
+	if m := testenv.ModuleStats(t); m["paired"]-base["paired"] != 1 {
+		t.Fatalf("connection not spliced (module paired +%d)", m["paired"]-base["paired"])
+	}
+	return cli, srv
+}
+
+// roundTrips sends n 64-byte requests on the blocking descriptor fd,
+// reading each whole answer before the next.
+func roundTrips(t *testing.T, fd, n int) {
+	t.Helper()
+	req := make([]byte, 64)
+	for i := 0; i < n; i++ {
+		if _, err := unix.Write(fd, req); err != nil {
+			t.Fatal(err)
+		}
+		for got := 0; got < len(req); {
+			k, err := unix.Read(fd, req[got:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += k
+		}
+	}
+}
+
 // TestSpliceConfigHonoured shows ringKiB and busyPollUs from the conflist
 // reaching the module: a writer to a peer that does not read gets exactly
 // ringKiB in before EAGAIN, and a blocking reader of a request/response
 // exchange busy-polls the ring (the module's counters).
 func TestSpliceConfigHonoured(t *testing.T) {
 	e := newSpliceEnv(t, "10.226.0.0/24", map[string]any{"mode": "splice", "ringKiB": 8, "busyPollUs": 1000})
-	ln := e.listen(t, 7300)
-	base := testenv.ModuleStats(t)
-	cli, err := e.dial(ln.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ln.SetDeadline(time.Now().Add(10 * time.Second))
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	if m := testenv.ModuleStats(t); m["paired"]-base["paired"] != 1 {
-		t.Fatalf("connection not spliced (module paired +%d)", m["paired"]-base["paired"])
-	}
-	cfd, sfd := rawBlocking(t, cli), rawBlocking(t, srv.(*net.TCPConn))
+	cli, srv := splicedConn(t, e, 7300)
+	cfd, sfd := rawBlocking(t, cli), rawBlocking(t, srv)
 
 	// ringKiB: the server does not read; a nonblocking writer fills the
 	// ring and no more.
@@ -98,26 +128,117 @@ func TestSpliceConfigHonoured(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b0 := testenv.ModuleStats(t)
-	req := make([]byte, 64)
-	for i := 0; i < 200; i++ {
-		if _, err := unix.Write(cfd, req); err != nil {
-			t.Fatal(err)
-		}
-		for got := 0; got < len(req); {
-			n, err := unix.Read(cfd, req[got:])
-			if err != nil {
-				t.Fatal(err)
-			}
-			got += n
-		}
-	}
+	roundTrips(t, cfd, 200)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	m := testenv.ModuleStats(t)
 	polls, hits := m["busy_polls"]-b0["busy_polls"], m["busy_poll_hits"]-b0["busy_poll_hits"]
-	t.Logf("busyPollUs 1000: 200 blocking round trips: %d busy-poll spins, %d ended with data", polls, hits)
-	if polls == 0 || hits == 0 {
-		t.Errorf("busy-poll spins %d, hits %d: want both > 0", polls, hits)
+	t.Logf("busyPollUs 1000: 200 blocking round trips: %d busy-poll spins, %d ended with data, %d reads slept without a spin",
+		polls, hits, m["busy_poll_skips"]-b0["busy_poll_skips"])
+	// Whether a spin between two blocking ends finds data depends, under
+	// emulation, on how the host schedules the vCPUs (with its cores
+	// busy, 2 to 8 of 100-200 spins did): TestSpliceBusyPollAdaptive
+	// shows spins finding data against a peer that never sleeps.
+	if polls == 0 {
+		t.Errorf("busy-poll spins %d (hits %d): want spins > 0", polls, hits)
+	}
+}
+
+// TestSpliceBusyPollAdaptive: a reader whose peer answers slowly stops
+// burning its busy-poll budget on every read (after two spins in a row
+// that found nothing the next blocking read sleeps at once, after the
+// third the next 3, then 7 ... 63), and is back to spinning once the
+// peer answers fast again. The budget is longer than a wake-up, as 50 us
+// is on hardware (wake-ups take a few microseconds there, a few hundred
+// under TCG): a peer that slept then still answers within a spin.
+func TestSpliceBusyPollAdaptive(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("SKIP: needs 2 CPUs, one per end")
+	}
+	e := newSpliceEnv(t, "10.247.0.0/24", map[string]any{"mode": "splice", "busyPollUs": 1000})
+	cli, srv := splicedConn(t, e, 7301)
+	// Only the client's reads block (and spin). The server polls with
+	// nonblocking reads, which never spin in the module, so it answers
+	// within microseconds of a request and the counters show the
+	// client's reads alone.
+	cfd, sfd := rawBlocking(t, cli), testenv.ConnFD(t, srv)
+
+	// The server answers each of the first slow 64-byte requests after
+	// 20 ms, the rest at once. Each end has a CPU of its own, and no
+	// garbage collection stops the server between a request and its
+	// answer (in CI a fast phase once had 7 spins in a row miss).
+	const slow, fast = 100, 200
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	done := make(chan error, 1)
+	go func() {
+		// The pinned thread ends with the goroutine.
+		if _, err := testenv.PinThread(1); err != nil {
+			done <- err
+			return
+		}
+		b := make([]byte, 64)
+		for i := 0; i < slow+fast; i++ {
+			for got := 0; got < len(b); {
+				n, _, err := unix.Recvfrom(sfd, b[got:], unix.MSG_DONTWAIT)
+				if err == unix.EAGAIN {
+					continue
+				}
+				if err != nil || n == 0 {
+					done <- fmt.Errorf("server read: %d, %v", n, err)
+					return
+				}
+				got += n
+			}
+			if i < slow {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := unix.Write(sfd, b); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	restore, err := testenv.PinThread(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restore()
+	rounds := func(n int) map[string]int64 {
+		b0 := testenv.ModuleStats(t)
+		roundTrips(t, cfd, n)
+		m := testenv.ModuleStats(t)
+		d := map[string]int64{}
+		for _, k := range []string{"busy_polls", "busy_poll_hits", "busy_poll_skips"} {
+			d[k] = m[k] - b0[k]
+		}
+		d["misses"] = d["busy_polls"] - d["busy_poll_hits"]
+		return d
+	}
+	s := rounds(slow)
+	f := rounds(fast)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("busyPollUs 1000, server answering after 20 ms: %d round trips: %d spins (%d found nothing), %d reads slept without a spin",
+		slow, s["busy_polls"], s["misses"], s["busy_poll_skips"])
+	t.Logf("then answering at once: %d round trips: %d spins (%d found data), %d reads slept without a spin",
+		fast, f["busy_polls"], f["busy_poll_hits"], f["busy_poll_skips"])
+	// Slow: the client spins at reads 1, 2, 4, 8, 16, 32 and 64 and finds
+	// nothing (7-12 spins measured; 17 with the host's cores busy, when
+	// a request the stopped server has not read yet does not count);
+	// without adaptation all 100 would spin and miss.
+	if s["misses"] > 40 || s["busy_poll_skips"] < slow/2 {
+		t.Errorf("slow peer: %d spins found nothing and %d reads skipped the spin; want at most 40 and at least %d", s["misses"], s["busy_poll_skips"], slow/2)
+	}
+	// Fast: at most 63 reads still skip (what is left of the last
+	// window), then the reads spin and find data (measured: 27-32 skips,
+	// 160-168 hits). Under emulation the host now and then stops the
+	// server's vCPU for longer than the budget, and misses in a row open
+	// new windows, so the bound is what no recovery would break: without
+	// it the client would spin at most 4 times in 200 reads.
+	if f["busy_poll_skips"] > fast/2 || f["busy_poll_hits"] < fast/4 {
+		t.Errorf("fast peer: %d reads skipped the spin, %d spins found data; want at most %d and at least %d", f["busy_poll_skips"], f["busy_poll_hits"], fast/2, fast/4)
 	}
 }

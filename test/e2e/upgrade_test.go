@@ -38,7 +38,7 @@ var variantChanges = map[string]struct {
 	newCode bool
 }{
 	"program": {nil, true},
-	"layout":  {[]string{"pairs"}, false},
+	"layout":  {[]string{"holds", "pairs"}, false}, // both sized SS_PAIR_SLOTS
 }
 
 // upgradeUnderTraffic runs, for each plugin variant, an upgrade from this

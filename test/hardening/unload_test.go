@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socksplice/socksplice/test/testenv"
 )
 
@@ -190,13 +192,21 @@ func TestHardeningUnloadChurn(t *testing.T) {
 }
 
 // Issue 14, item 2a: once every paired connection has closed, the module
-// holds no reference for them. Here the accepted (passive) end closes
-// first, so it goes to TIME_WAIT. Today it was cloned from the prepared
-// listener's proto (listen_prot, .owner = THIS_MODULE), so the child
-// holds a module reference through sk_prot_creator and its TIME_WAIT
-// socket another one (inet_twsk_alloc's __module_get of tw_prot's
-// owner): the reference count stays up for the TIME_WAIT's 60 s.
+// holds no reference for them. The accepted (passive) end is the one that
+// goes to TIME_WAIT here. It was cloned from the prepared listener's proto
+// (.owner = THIS_MODULE), so it holds a module reference through
+// sk_prot_creator, and a TIME_WAIT socket made from it another one
+// (inet_twsk_alloc takes one on tw_prot's owner, the creator's): the
+// reference count would stay up for the TIME_WAIT's 60 s. Two close
+// orders get there: the accepted end closes first, or it shuts down
+// writing and its peer's FIN arrives before its close() (TIME_WAIT is
+// then entered in softirq, with the file still open).
 func TestHardeningUnloadTimeWait(t *testing.T) {
+	t.Run("close", func(t *testing.T) { unloadTimeWait(t, false) })
+	t.Run("halfclose", func(t *testing.T) { unloadTimeWait(t, true) })
+}
+
+func unloadTimeWait(t *testing.T, half bool) {
 	testenv.WatchKernelLog(t)
 	e := newEnv(t, "10.239.0.0/24", map[string]any{"mode": "splice"})
 	ln := e.listen(t, 8000)
@@ -214,13 +224,36 @@ func TestHardeningUnloadTimeWait(t *testing.T) {
 		if _, err := io.ReadFull(srv, make([]byte, 1)); err != nil {
 			t.Fatal(err)
 		}
+		if half {
+			// FIN first, then the peer's FIN while the file is open:
+			// FIN_WAIT2 -> TIME_WAIT in softirq, close() after.
+			if err := srv.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := cli.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("client read after the accepted end's shutdown: %d, %v (want EOF)", n, err)
+			}
+			cli.Close()
+			srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := srv.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("accepted end's read after the client's close: %d, %v (want EOF)", n, err)
+			}
+			waitClosed(t, srv)
+			srv.Close()
+			continue
+		}
 		srv.Close() // the passive end closes first: it goes to TIME_WAIT
 		cli.SetReadDeadline(time.Now().Add(5 * time.Second))
 		cli.Read(make([]byte, 1)) // EOF
 		cli.Close()
 	}
 	m := testenv.ModuleStats(t)
-	t.Logf("%d connections closed, accepted end first: paired +%d", conns, delta(m, base, "paired"))
+	order := "accepted end closed first"
+	if half {
+		order = "accepted end shut down writing, then got the peer's FIN before close()"
+	}
+	t.Logf("%d connections, %s: paired +%d", conns, order, delta(m, base, "paired"))
 	if delta(m, base, "paired") < conns {
 		t.Errorf("only %d of %d connections were paired", delta(m, base, "paired"), conns)
 	}
@@ -249,4 +282,34 @@ func TestHardeningUnloadTimeWait(t *testing.T) {
 	}
 	ln.Close()
 	waitNoLive(t)
+}
+
+// waitClosed waits until c's socket has left for TIME_WAIT: the full
+// socket is then TCP_CLOSE (tcp_done), its connection in a timewait sock.
+func waitClosed(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state uint8
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		var ierr error
+		if err := rc.Control(func(fd uintptr) {
+			var info *unix.TCPInfo
+			info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			if info != nil {
+				state = info.State
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if ierr != nil {
+			t.Fatal(ierr)
+		}
+		if state == 7 { // TCP_CLOSE
+			return
+		}
+	}
+	t.Fatalf("the accepted end is in TCP state %d 5 s after both FINs, not TCP_CLOSE (its TIME_WAIT)", state)
 }

@@ -210,21 +210,31 @@ func VethBytes(t T, ifname string) uint64 {
 // LoBytes returns the bytes lo received in c's netns.
 func (c *Container) LoBytes(t T) uint64 {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", c.NetnsName, "-s", "-j", "link", "show", "lo").Output()
+	rx, _ := c.LinkBytes(t, "lo")
+	return rx
+}
+
+// LinkBytes returns the bytes the interface ifname in c's netns received
+// and sent.
+func (c *Container) LinkBytes(t T, ifname string) (rx, tx uint64) {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", c.NetnsName, "-s", "-j", "link", "show", ifname).Output()
 	if err != nil {
-		t.Fatalf("lo counters: %v", err)
+		t.Fatalf("%s counters in %s: %v", ifname, c.ID, err)
+	}
+	type dir struct {
+		Bytes uint64 `json:"bytes"`
 	}
 	var links []struct {
 		Stats struct {
-			Rx struct {
-				Bytes uint64 `json:"bytes"`
-			} `json:"rx"`
+			Rx dir `json:"rx"`
+			Tx dir `json:"tx"`
 		} `json:"stats64"`
 	}
 	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
-		t.Fatalf("lo counters: %v %s", err, out)
+		t.Fatalf("%s counters in %s: %v %s", ifname, c.ID, err, out)
 	}
-	return links[0].Stats.Rx.Bytes
+	return links[0].Stats.Rx.Bytes, links[0].Stats.Tx.Bytes
 }
 
 // Listen opens a plain TCP listener in c's netns (this thread enters it

@@ -267,6 +267,18 @@ func (p *Proc) Kill() {
 	}
 }
 
+// Pid is the process's ID. "ip netns exec" and taskset exec what they
+// run, so it is also the PID of the program at the end of argv.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the process (ours, by PID) if it still runs.
+func (p *Proc) Signal(sig os.Signal) error {
+	if p.Exited() {
+		return os.ErrProcessDone
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
 // Stderr is what the process wrote to stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
 

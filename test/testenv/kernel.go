@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,30 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// PinThread locks the calling goroutine to its OS thread and that thread
+// to cpu, for two ends that must run side by side (a busy-polling reader
+// and its peer): the scheduler would otherwise now and then put both on
+// one CPU, where a spin cannot find the peer's answer. restore gives the
+// thread its CPUs back and unlocks it; a goroutine that ends without
+// calling it takes the pinned thread with it (Go ends a locked thread).
+func PinThread(cpu int) (restore func(), err error) {
+	runtime.LockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("pinning to CPU %d: %w", cpu, err)
+	}
+	return func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	}, nil
+}
 
 // ConnFD is c's own descriptor, as Go keeps it (nonblocking), for
 // syscalls beside Go's; it stays c's.

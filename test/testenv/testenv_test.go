@@ -182,3 +182,65 @@ func TestExchangeLoopback(t *testing.T) {
 		t.Errorf("server's sha %s, want %s", s.RecvSHA, got)
 	}
 }
+
+// TestNetkitPair: two containers joined by a netkit pair and enrolled by
+// socksplice ADD alone (mode sockmap) exchange 4 MiB each way intact,
+// both ends paired, and the pair carries the handshake, not the payload.
+// Needs a kernel with netkit (the test kernel has it).
+func TestNetkitPair(t *testing.T) {
+	testenv.RequireRoot(t)
+	a, b := testenv.NewContainer(t, "nka"), testenv.NewContainer(t, "nkb")
+	pin := testenv.PinDir(t)
+	p, err := testenv.NewNetkitPair(t, testenv.NetOpts{Subnet: "10.236.7.0/24", PinDir: pin,
+		Plugin: map[string]any{"mode": "sockmap"}}, a, b)
+	if errors.Is(err, testenv.ErrNoNetkit) {
+		t.Skipf("SKIP: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0, w0 := testenv.ReadCounters(t, pin), p.Bytes(t)
+	addr := netip.AddrPortFrom(p.AddrA, 7401).String()
+	s, cl, err := testenv.Exchange(t, a, b,
+		testenv.Xfer{Role: "server", Addr: addr, Bytes: 4 << 20, Seed: 1},
+		testenv.Xfer{Role: "client", Addr: addr, Bytes: 4 << 20, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, wire := testenv.ReadCounters(t, pin), p.Bytes(t)-w0
+	if s.RecvSHA != testenv.PayloadSHA(2, 4<<20) || cl.RecvSHA != testenv.PayloadSHA(1, 4<<20) {
+		t.Errorf("payload not intact: server got %d B (%s), client %d B", s.RecvBytes, s.ReadEnd, cl.RecvBytes)
+	}
+	paired := c1.Paired - c0.Paired
+	t.Logf("summary: netkit pair %s: %s <-> %s, paired +%d, redirected %d B, the pair carried %d B for 8 MiB of payload",
+		p.Dev, p.AddrA, p.AddrB, paired, c1.RedirectBytes-c0.RedirectBytes, wire)
+	if paired < 2 {
+		t.Errorf("paired +%d, want both ends", paired)
+	}
+	if wire == 0 || wire > 1<<20 {
+		t.Errorf("the netkit pair carried %d B: want the handshake and close only", wire)
+	}
+}
+
+// TestFootprintDiff: a leaked pin, link, map entry or descriptor is a
+// difference; a descriptor that closed since the baseline is not.
+func TestFootprintDiff(t *testing.T) {
+	base := testenv.Footprint{Pins: 15, Links: 1, FDs: 10, Maps: map[string]int{"pairs": 0, "enroll": 2}}
+	for _, c := range []struct {
+		name string
+		got  testenv.Footprint
+		want string
+	}{
+		{"same", testenv.Footprint{Pins: 15, Links: 1, FDs: 10, Maps: map[string]int{"pairs": 0, "enroll": 2}}, ""},
+		{"fewer fds", testenv.Footprint{Pins: 15, Links: 1, FDs: 6, Maps: map[string]int{"pairs": 0, "enroll": 2}}, ""},
+		{"more fds", testenv.Footprint{Pins: 15, Links: 1, FDs: 11, Maps: map[string]int{"pairs": 0, "enroll": 2}}, "open fds 10 -> 11"},
+		{"pin left", testenv.Footprint{Pins: 16, Links: 1, FDs: 10, Maps: map[string]int{"pairs": 0, "enroll": 2}}, "pins 15 -> 16"},
+		{"link gone", testenv.Footprint{Pins: 15, FDs: 10, Maps: map[string]int{"pairs": 0, "enroll": 2}}, "links 1 -> 0"},
+		{"entry left", testenv.Footprint{Pins: 15, Links: 1, FDs: 10, Maps: map[string]int{"pairs": 1, "enroll": 2}}, "map pairs 0 -> 1"},
+		{"map missing", testenv.Footprint{Pins: 15, Links: 1, FDs: 10, Maps: map[string]int{"pairs": 0}}, "map enroll 2 -> 0"},
+	} {
+		if d := base.Diff(c.got); d != c.want {
+			t.Errorf("%s: Diff = %q, want %q", c.name, d, c.want)
+		}
+	}
+}

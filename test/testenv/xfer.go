@@ -115,16 +115,22 @@ func Exchange(t T, srv, cli *Container, server, client Xfer) (s, c XferResult, e
 // each received against the other's seed; up and down name the client's
 // and the server's direction in errors.
 func awaitExchange(sp, cp *Proc, server, client Xfer, up, down string) (s, c XferResult, err error) {
-	var wg sync.WaitGroup
-	var serr, cerr error
-	wg.Add(2)
-	go func() { defer wg.Done(); s, serr = sp.XferResult() }()
-	go func() { defer wg.Done(); c, cerr = cp.XferResult() }()
-	wg.Wait()
+	s, c, serr, cerr := awaitPair[XferResult](sp, cp)
 	if serr != nil || cerr != nil {
 		return s, c, fmt.Errorf("server: %v; client: %v", serr, cerr)
 	}
 	return s, c, checkExchange(s, c, server, client, down, up)
+}
+
+// awaitPair waits for the reports of a server and a client helper at
+// once (each may wait for the other); their own deadlines bound the wait.
+func awaitPair[R any](sp, cp *Proc) (s, c R, serr, cerr error) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); serr = sp.Result(&s, 0) }()
+	go func() { defer wg.Done(); cerr = cp.Result(&c, 0) }()
+	wg.Wait()
+	return s, c, serr, cerr
 }
 
 // checkExchange checks what each end of an exchange received against
@@ -249,17 +255,24 @@ func xferConn(x Xfer, deadline time.Time, ready func()) (*net.TCPConn, error) {
 		if x.LocalPort != 0 {
 			d.LocalAddr = &net.TCPAddr{Port: x.LocalPort}
 		}
-		var err error
-		for i := 0; i < 50; i++ { // the server may still be binding
-			var c net.Conn
-			if c, err = d.Dial("tcp", x.Addr); err == nil {
-				return c.(*net.TCPConn), nil
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return nil, err
+		return dialRetry(d, x.Addr)
 	}
 	return nil, errors.New("unknown role " + x.Role)
+}
+
+// dialRetry dials addr, again for a while if it fails: the server may
+// still be binding, or the local port of a connection just reset not be
+// free yet.
+func dialRetry(d *net.Dialer, addr string) (*net.TCPConn, error) {
+	var err error
+	for i := 0; i < 50; i++ {
+		var c net.Conn
+		if c, err = d.Dial("tcp", addr); err == nil {
+			return c.(*net.TCPConn), nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, err
 }
 
 // soProtocol returns c's SO_PROTOCOL: what the kernel made of the socket
