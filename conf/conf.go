@@ -360,20 +360,37 @@ func hasDotDot(p string) bool {
 	return slices.Contains(strings.Split(p, "/"), "..")
 }
 
-// fieldPath turns an encoding/json field path into the JSON key path by
-// dropping the Go name of the embedded types.NetConf.
+// fieldPath turns an encoding/json field path into the JSON key path the
+// error names. Go 1.26 gives Go's names of the embedded types.NetConf in it;
+// Go 1.27's encoding/json (built on json/v2) gives array indexes and escapes
+// a key's "/" and "~" as a JSON pointer does ("cni.dev~1valid-attachments"):
+// both name the same key here.
 func fieldPath(f string) string {
 	parts := strings.Split(f, ".")
 	out := parts[:0]
 	for _, p := range parts {
-		if p != "NetConf" && p != "PluginConf" {
-			out = append(out, p)
+		if p == "" || p == "NetConf" || p == "PluginConf" || isIndex(p) {
+			continue
 		}
+		out = append(out, strings.NewReplacer("~1", "/", "~0", "~").Replace(p))
 	}
 	if len(out) == 0 {
 		return "config"
 	}
 	return strings.Join(out, ".")
+}
+
+// isIndex reports whether a field path element is an array index.
+func isIndex(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func goKindToJSON(t reflect.Type) string {

@@ -498,3 +498,24 @@ func expectEq[T comparable](t *testing.T, got, want T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+// The field path of a type error as each encoding/json gives it: Go 1.26
+// with the embedded struct's Go name, Go 1.27 (json/v2 underneath) with
+// array indexes and a JSON pointer's escapes. Both name the config's key.
+func TestFieldPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                             "config",
+		"NetConf":                      "config",
+		"ports":                        "ports",
+		"ports.0":                      "ports",
+		"NetConf.cniVersion":           "cniVersion",
+		"cni.dev/valid-attachments":    "cni.dev/valid-attachments",
+		"cni.dev~1valid-attachments":   "cni.dev/valid-attachments",
+		"runtimeConfig.a~0b":           "runtimeConfig.a~b",
+		"runtimeConfig.podAnnotations": "runtimeConfig.podAnnotations",
+	} {
+		if got := fieldPath(in); got != want {
+			t.Errorf("fieldPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
