@@ -35,6 +35,9 @@
 #                   netkit, CPU per request: results/bench-vm/sockperf.*
 #                   (about an hour; BENCH_ARGS="-duration 1s" and the
 #                   -sockperf-* flags shorten it)
+#   make vm-bench-profile  the sockperf mode (BENCH_ARGS: its -sockperf-*
+#                   flags) under perf record in the guest: a flat profile
+#                   per path, workload and end: results/bench-vm/profile/
 #   make vm-bench-compare  the splice module of the working tree against
 #                   the one at BASE (default 6962f62, before issue 14's
 #                   hardening), alternated in one test-kernel guest:
@@ -56,7 +59,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 
-.PHONY: install install-conflist uninstall all build generate plugins demo test semantics fuzz soak vet kernel vm-test bench bench-quick vm-bench vm-bench-sockperf vm-bench-compare dkms-deb clean
+.PHONY: install install-conflist uninstall all build generate plugins demo test semantics fuzz soak vet kernel vm-test bench bench-quick vm-bench vm-bench-sockperf vm-bench-profile vm-bench-compare dkms-deb clean
 
 all: build
 
@@ -174,6 +177,12 @@ vm-bench:
 # as make vm-bench BENCH_ARGS="-sockperf ...", with a longer time limit.
 vm-bench-sockperf:
 	KERNEL=$(KERNEL) VM_TIMEOUT=$${VM_TIMEOUT:-10800} kernel/vm/bench.sh -sockperf $(BENCH_ARGS)
+
+# The sockperf mode under perf record in the guest, a flat profile per
+# path, topology, workload and end: results/bench-vm/profile/ (the host
+# needs perf: apt-get install linux-perf).
+vm-bench-profile:
+	KERNEL=$(KERNEL) VM_PROFILE=1 VM_TIMEOUT=$${VM_TIMEOUT:-10800} kernel/vm/bench.sh $(BENCH_ARGS)
 
 # The module side by side with the one at BASE, in one guest
 # (kernel/vm/bench-compare.sh; test/bench/compare.go).

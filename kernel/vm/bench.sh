@@ -28,7 +28,10 @@ args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(-runs 3 -enroll 20)
 start=$(date +%s)
 set +e
-"$here/run.sh" -t "${VM_TIMEOUT:-3600}" -k "$kdir" "$here/guest-bench.sh" "$bin" "${args[@]}"
+guest=$here/guest-bench.sh
+# VM_PROFILE=1 (make vm-bench-profile): the sockperf mode under perf.
+[ "${VM_PROFILE:-}" != 1 ] || guest=$here/guest-bench-profile.sh
+"$here/run.sh" -t "${VM_TIMEOUT:-3600}" -k "$kdir" "$guest" "$bin" "${args[@]}"
 rc=$?
 set -e
 say "guest run took $(( $(date +%s) - start )) s, status $rc; results in results/bench-vm/"

@@ -303,6 +303,9 @@ type spOut struct {
 	// DrainS is from the client's exit to the server's closing the
 	// connection: how long the last bytes in flight took to arrive.
 	DrainS float64
+	// SrvPID and CliPID name the run's processes, for a profile taken
+	// meanwhile (make vm-bench-profile).
+	SrvPID, CliPID int
 }
 
 // sockperfOnce runs one sockperf client against a sockperf server started
@@ -353,6 +356,7 @@ func sockperfOnce(t testenv.T, srv, cli *testenv.Container, r spRun) (spOut, err
 		return o, errors.New(s.fail(format, a...))
 	}
 	spid := s.p.Pid()
+	o.SrvPID = spid
 	// Listening: "ip netns exec" has exec'd sockperf (ip holds a netlink
 	// socket of its own before), and sockperf's socket is there. The
 	// client retries anyway, for the moment between socket() and listen().
@@ -375,6 +379,7 @@ func sockperfOnce(t testenv.T, srv, cli *testenv.Container, r spRun) (spOut, err
 		var cpu, setup procCPU
 		var sampled bool
 		out, cpu, err = runMeasured(t, cli, argv, "sockperf", time.Duration(secs+2)*time.Second+30*time.Second, func(pid int) {
+			o.CliPID = pid
 			setup, sampled = sockperfSetupCPU(pid, spid, base)
 		})
 		if err != nil {

@@ -349,6 +349,10 @@ func (b *bench) sockperfOn(s *site, topo string, w spWorkload) (spSample, error)
 	if err != nil {
 		return x, err
 	}
+	if os.Getenv("SOCKSPLICE_BENCH_PIDS") != "" {
+		// kernel/vm/guest-bench-profile.sh splits its profile by these.
+		logf("  pids %s %s %s:%d: server %d client %d", s.def.name, topo, w.Mode, w.Size, out.SrvPID, out.CliPID)
+	}
 	wire, c1 := s.wireBytes(b.t, topo)-w0, s.counters(b.t, topo)
 	moved := float64(out.ServerMsgs) * float64(w.Size)
 	if w.Mode == spPingPong {
