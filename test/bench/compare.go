@@ -79,23 +79,12 @@ func sizeText(n int) string {
 // parseCases reads -workloads ("kind:size[@path]", comma separated) and
 // -paths: a workload without @path runs on every path.
 func parseCases(workloads, paths string) ([]cmpCase, error) {
-	var ps []string
-	for _, p := range strings.Split(paths, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		if p != PathSplice && p != PathSpliceBP {
-			return nil, fmt.Errorf("-paths: %q is not %s or %s", p, PathSplice, PathSpliceBP)
-		}
-		ps = append(ps, p)
+	ps, err := parseNames("-paths", paths, []string{PathSplice, PathSpliceBP})
+	if err != nil {
+		return nil, err
 	}
 	var out []cmpCase
-	for _, w := range strings.Split(workloads, ",") {
-		w = strings.TrimSpace(w)
-		if w == "" {
-			continue
-		}
+	for _, w := range commaList(workloads) {
 		spec, only, restricted := strings.Cut(w, "@")
 		kind, size, ok := strings.Cut(spec, ":")
 		n, err := strconv.Atoi(size)

@@ -64,11 +64,7 @@ func (w spWorkload) String() string { return w.Mode + " " + formatSize(w.Size) }
 // comma separated.
 func parseSPWorkloads(s string) ([]spWorkload, error) {
 	var out []spWorkload
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
+	for _, f := range commaList(s) {
 		mode, size, ok := strings.Cut(f, ":")
 		n, err := strconv.Atoi(size)
 		if !ok || err != nil {
@@ -97,14 +93,22 @@ func parseSPWorkloads(s string) ([]spWorkload, error) {
 	return out, nil
 }
 
+// commaList splits a comma-separated flag value into its items, spaces
+// around them trimmed, empty ones left out.
+func commaList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // parseNames reads a comma-separated list whose every entry is in known.
 func parseNames(flag, s string, known []string) ([]string, error) {
 	var out []string
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
+	for _, f := range commaList(s) {
 		if !slices.Contains(known, f) {
 			return nil, fmt.Errorf("%s: %q is not one of %s", flag, f, strings.Join(known, ", "))
 		}
