@@ -136,16 +136,40 @@ void ss_wake_reader(struct sock *sk)
 	sk->sk_data_ready(sk);
 }
 
-void ss_wake_writer(struct sock *sk)
+/*
+ * space: a reader made room. As TCP's sk_stream_write_space, that wakes
+ * only a socket that ran out of room (SOCK_NOSPACE: set by a blocked send
+ * and by poll) and clears the mark. A wake reaches every thread asleep on
+ * the socket, also one in recv, whatever the event: woken after each of
+ * its peer's reads, a request/response end was woken twice per message.
+ * Without space (teardown): whoever sleeps.
+ */
+void ss_wake_writer(struct sock *sk, bool space)
 {
 	struct socket_wq *wq;
+	struct socket *sock;
+	bool nospace;
 
 	rcu_read_lock();
+	sock = READ_ONCE(sk->sk_socket);
+	/* Pairs with the barrier between a writer's setting SOCK_NOSPACE and
+	 * its reading the room (ss_send_ring, ss_poll): the tail we moved is
+	 * ordered before the flag's read, so it sees the room or we see it.
+	 */
+	smp_mb();
+	nospace = sock && test_bit(SOCK_NOSPACE, &sock->flags);
+	if (space) {
+		if (!nospace)
+			goto out;
+		clear_bit(SOCK_NOSPACE, &sock->flags);
+	}
 	wq = rcu_dereference(sk->sk_wq);
-	if (skwq_has_sleeper(wq))
+	/* The smp_mb() above orders it, as wq_has_sleeper() would. */
+	if (wq && waitqueue_active(&wq->wait))
 		wake_up_interruptible_poll(&wq->wait, EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND);
-	if (sk->sk_socket && test_bit(SOCK_NOSPACE, &sk->sk_socket->flags))
+	if (nospace)
 		sk_wake_async_rcu(sk, SOCK_WAKE_SPACE, POLL_OUT);
+out:
 	rcu_read_unlock();
 }
 
@@ -166,7 +190,7 @@ static void ss_kick_peer(const struct ss_ctx *c, bool reader)
 	if (reader)
 		ss_wake_reader(psk);
 	else
-		ss_wake_writer(psk);
+		ss_wake_writer(psk, true);
 }
 
 /* ---- send ---- */
@@ -250,7 +274,21 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			ss_count(mem_waits, 1);
 		else
 			ss_count(ring_full_waits, 1);
+		/* Out of room: the reader wakes us (or a poller) once there
+		 * is room again. Set also before EAGAIN, as TCP sets it, so an
+		 * edge-triggered epoll hears of the room.
+		 */
+		if (sk->sk_socket) {
+			set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
+			/* Pairs with ss_wake_writer: we see the room the
+			 * reader made since, or it sees the mark.
+			 */
+			smp_mb__after_atomic();
+		}
 		if (!timeo) {
+			/* The reader made room before it could see the mark. */
+			if (n != -ENOBUFS && ss_ring_free_space(r))
+				continue;
 			err = -EAGAIN;
 			break;
 		}
@@ -259,8 +297,6 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			ss_kick_peer(c, true);
 			kick = false;
 		}
-		if (sk->sk_socket)
-			set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
 		ss_hold(c);
 		add_wait_queue(sk_sleep(sk), &wait);
 		if (n == -ENOBUFS) {

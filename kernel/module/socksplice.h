@@ -172,7 +172,7 @@ int ss_prepare_listener(struct sock *sk);
 bool ss_proto_ours(const struct proto *prot);
 int ss_take_ops(struct sock *sk, int fam);
 void ss_wake_reader(struct sock *sk);
-void ss_wake_writer(struct sock *sk);
+void ss_wake_writer(struct sock *sk, bool space);
 
 /* main.c: counters, per CPU. */
 struct ss_stats {

@@ -72,6 +72,44 @@ func roundTrips(t *testing.T, fd, n int) {
 	}
 }
 
+// echoServer answers n 64-byte requests on the nonblocking descriptor
+// sfd from a thread on CPU 1, polling with nonblocking reads (which never
+// spin in the module), so it answers within microseconds of a request.
+// pause(i, false) runs before request i is read, pause(i, true) before it
+// is answered. The channel gets the outcome.
+func echoServer(sfd, n int, pause func(i int, answer bool)) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		// The pinned thread ends with the goroutine.
+		if _, err := testenv.PinThread(1); err != nil {
+			done <- err
+			return
+		}
+		b := make([]byte, 64)
+		for i := 0; i < n; i++ {
+			pause(i, false)
+			for got := 0; got < len(b); {
+				k, _, err := unix.Recvfrom(sfd, b[got:], unix.MSG_DONTWAIT)
+				if err == unix.EAGAIN {
+					continue
+				}
+				if err != nil || k == 0 {
+					done <- fmt.Errorf("server read: %d, %v", k, err)
+					return
+				}
+				got += k
+			}
+			pause(i, true)
+			if _, err := unix.Write(sfd, b); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
 // TestSpliceConfigHonoured shows ringKiB and busyPollUs from the conflist
 // reaching the module: a writer to a peer that does not read gets exactly
 // ringKiB in before EAGAIN, and a blocking reader of a request/response
@@ -170,36 +208,11 @@ func TestSpliceBusyPollAdaptive(t *testing.T) {
 	// answer (in CI a fast phase once had 7 spins in a row miss).
 	const slow, fast = 100, 200
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	done := make(chan error, 1)
-	go func() {
-		// The pinned thread ends with the goroutine.
-		if _, err := testenv.PinThread(1); err != nil {
-			done <- err
-			return
+	done := echoServer(sfd, slow+fast, func(i int, answer bool) {
+		if answer && i < slow {
+			time.Sleep(20 * time.Millisecond)
 		}
-		b := make([]byte, 64)
-		for i := 0; i < slow+fast; i++ {
-			for got := 0; got < len(b); {
-				n, _, err := unix.Recvfrom(sfd, b[got:], unix.MSG_DONTWAIT)
-				if err == unix.EAGAIN {
-					continue
-				}
-				if err != nil || n == 0 {
-					done <- fmt.Errorf("server read: %d, %v", n, err)
-					return
-				}
-				got += n
-			}
-			if i < slow {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if _, err := unix.Write(sfd, b); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
+	})
 	restore, err := testenv.PinThread(0)
 	if err != nil {
 		t.Fatal(err)
