@@ -114,7 +114,9 @@ func closeWithUnread(t *testing.T, mode, subnet string) {
 			t.Logf("ss -K: %v %s", err, out)
 		}
 		if s := sockStates(t, cli); s != "none" {
-			t.Errorf("after ss -K the client's netns still has %s", s)
+			// ss -K says nothing when the kernel cannot destroy
+			// sockets (the test kernel lacked it once).
+			t.Errorf("after ss -K the client's netns still has %s (does the kernel have CONFIG_INET_DIAG_DESTROY?)", s)
 		}
 	}
 }

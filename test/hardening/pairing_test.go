@@ -252,14 +252,19 @@ func TestHardeningPairingFastOpen(t *testing.T) {
 		testenv.SetTimeouts(nfd, int64(10*time.Second), int64(10*time.Second))
 		done := make(chan error, 1)
 		go func() {
-			_, err := unix.Write(cfd, rest)
+			var err error
+			for b := rest; len(b) > 0 && err == nil; {
+				var n int
+				n, err = testenv.RetryEINTR(func() (int, error) { return unix.Write(cfd, b) })
+				b = b[max(n, 0):]
+			}
 			unix.Shutdown(cfd, unix.SHUT_WR)
 			done <- err
 		}()
 		var got []byte
 		buf := make([]byte, 65536)
 		for {
-			n, _, err := unix.Recvfrom(nfd, buf, 0)
+			n, err := testenv.RetryEINTR(func() (int, error) { n, _, err := unix.Recvfrom(nfd, buf, 0); return n, err })
 			if err != nil {
 				t.Errorf("connection %d: read after %d bytes: %v", i, len(got), err)
 				break

@@ -3,20 +3,16 @@
 
 package semantics
 
-import "golang.org/x/sys/unix"
+import (
+	"golang.org/x/sys/unix"
 
-// Syscalls as an application makes them, retried on EINTR: the Go runtime
-// preempts threads with signals, and a socket with SO_RCVTIMEO/SO_SNDTIMEO
-// returns EINTR instead of restarting.
+	"github.com/socksplice/socksplice/test/testenv"
+)
 
-func retry[T any](f func() (T, error)) (T, error) {
-	for {
-		v, err := f()
-		if err != unix.EINTR {
-			return v, err
-		}
-	}
-}
+// Syscalls as an application makes them, retried on EINTR
+// (testenv.RetryEINTR).
+
+func retry[T any](f func() (T, error)) (T, error) { return testenv.RetryEINTR(f) }
 
 func rd(fd int, b []byte) (int, error) {
 	return retry(func() (int, error) { return unix.Read(fd, b) })

@@ -129,6 +129,19 @@ func SetTimeouts(fd int, rcv, snd int64) error {
 	return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 }
 
+// RetryEINTR calls f again while it fails with EINTR, as an application's
+// syscall wrappers do: the Go runtime preempts threads with signals, and a
+// socket with SO_RCVTIMEO or SO_SNDTIMEO (SetTimeouts) returns EINTR
+// instead of restarting the call.
+func RetryEINTR[T any](f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		if err != unix.EINTR {
+			return v, err
+		}
+	}
+}
+
 // KernelSplat matches kernel log lines that mean the kernel met a bug.
 var KernelSplat = regexp.MustCompile(`KASAN|BUG:|WARNING:|Oops|general protection|lockdep|possible circular|refcount_t|UBSAN|list_add corruption|list_del corruption|stack-protector|soft lockup|hung_task|rcu_sched self-detected|rcu: INFO`)
 
