@@ -396,7 +396,7 @@ bool ss_teardown(struct sock *sk)
 		sk->sk_state_change(sk);
 		if (psk) {
 			/* A writer blocked on our full ring must see us go. */
-			ss_wake_writer(psk, false);
+			ss_wake_writer(psk, SS_WAKE_ALL);
 			sock_put(psk);
 		}
 		ss_pair_put(p);

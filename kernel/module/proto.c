@@ -137,15 +137,28 @@ void ss_wake_reader(struct sock *sk)
 }
 
 /*
- * space: a reader made room. As TCP's sk_stream_write_space, that wakes
- * only a socket that ran out of room (SOCK_NOSPACE: set by a blocked send
- * and by poll) and clears the mark. A wake reaches every thread asleep on
- * the socket, also one in recv, whatever the event: woken after each of
- * its peer's reads, a request/response end was woken twice per message.
- * Without space (teardown): whoever sleeps.
+ * How a read or a teardown wakes the other end of the ring (enum
+ * ss_wake). SS_WAKE_ROOM: a reader made room. As TCP's
+ * sk_stream_write_space, that wakes only a socket that ran out of room
+ * (SOCK_NOSPACE: set by a blocked send and by poll) and clears the mark.
+ * SS_WAKE_ALL (teardown): whoever sleeps.
+ *
+ * SS_WAKE_AHEAD: a read drained the ring. The writer that sent what we
+ * just read is, in a request/response exchange, a thread asleep in recv
+ * waiting for our answer: woken now, it comes out of idle while we work
+ * on the answer instead of after it, and the answer finds it awake. It
+ * costs that thread a second, short wake-up per message (it finds nothing
+ * and sleeps again), and pays: without it sockperf 1 KiB ping-pong between
+ * two containers ran at 0.70-0.76 of the rate (kernel/README.md, "Waking
+ * the peer"). The key, EPOLLMSG, is an event no poller asks for, so
+ * epoll, poll, select and io_uring waiters (which filter on the key) are
+ * not woken for nothing; only threads asleep in this module's recv or
+ * send (woken_wake_function, which ignores the key) are. Room made for a
+ * writer out of it is still announced as SS_WAKE_ROOM does.
  */
-void ss_wake_writer(struct sock *sk, bool space)
+void ss_wake_writer(struct sock *sk, enum ss_wake how)
 {
+	__poll_t key = EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
 	struct socket_wq *wq;
 	struct socket *sock;
 	bool nospace;
@@ -158,15 +171,16 @@ void ss_wake_writer(struct sock *sk, bool space)
 	 */
 	smp_mb();
 	nospace = sock && test_bit(SOCK_NOSPACE, &sock->flags);
-	if (space) {
-		if (!nospace)
-			goto out;
+	if (nospace && how != SS_WAKE_ALL)
 		clear_bit(SOCK_NOSPACE, &sock->flags);
-	}
+	else if (how == SS_WAKE_AHEAD)
+		key = EPOLLMSG;
+	else if (how == SS_WAKE_ROOM)
+		goto out;
 	wq = rcu_dereference(sk->sk_wq);
 	/* The smp_mb() above orders it, as wq_has_sleeper() would. */
 	if (wq && waitqueue_active(&wq->wait))
-		wake_up_interruptible_poll(&wq->wait, EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND);
+		wake_up_interruptible_poll(&wq->wait, key);
 	if (nospace)
 		sk_wake_async_rcu(sk, SOCK_WAKE_SPACE, POLL_OUT);
 out:
@@ -180,7 +194,7 @@ out:
  * down at once; the wake then finds TCP's callbacks or no waiter, a
  * spurious wake at worst, as the locked lookup allowed too.
  */
-static void ss_kick_peer(const struct ss_ctx *c, bool reader)
+static void ss_kick_peer(const struct ss_ctx *c, bool reader, enum ss_wake how)
 {
 	/* Our receive ring's writer is the peer. */
 	struct sock *psk = c->p->ring[c->side]->wsk;
@@ -190,7 +204,7 @@ static void ss_kick_peer(const struct ss_ctx *c, bool reader)
 	if (reader)
 		ss_wake_reader(psk);
 	else
-		ss_wake_writer(psk, true);
+		ss_wake_writer(psk, how);
 }
 
 /* ---- send ---- */
@@ -294,7 +308,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		}
 		/* The reader makes room only once it knows what is there. */
 		if (kick) {
-			ss_kick_peer(c, true);
+			ss_kick_peer(c, true, SS_WAKE_ROOM);
 			kick = false;
 		}
 		ss_hold(c);
@@ -327,7 +341,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 	}
 	/* One wake per call for what fitted at once. */
 	if (kick)
-		ss_kick_peer(c, true);
+		ss_kick_peer(c, true, SS_WAKE_ROOM);
 	if (uarg) {
 		if (copied)
 			net_zcopy_put(uarg);
@@ -643,7 +657,7 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		}
 		/* A writer waiting for room gets it before we wait for data. */
 		if (kick && ss_ring_writable(r)) {
-			ss_kick_peer(c, false);
+			ss_kick_peer(c, false, SS_WAKE_ROOM);
 			kick = false;
 		}
 		/* Once a spin of this read found nothing, or the read skipped
@@ -673,9 +687,14 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		sk_peek_offset_bwd(sk, copied);
 		tcp_sk(sk)->bytes_received += copied;
 	}
-	/* Wake a writer only when TCP would call it writable again. */
-	if (kick && ss_ring_writable(r))
-		ss_kick_peer(c, false);
+	/* A writer out of room only when TCP would call it writable again;
+	 * and once we took all there was, whoever waits for our answer
+	 * (ss_wake_writer).
+	 */
+	if (kick && !ss_ring_avail(r))
+		ss_kick_peer(c, false, SS_WAKE_AHEAD);
+	else if (kick && ss_ring_writable(r))
+		ss_kick_peer(c, false, SS_WAKE_ROOM);
 	*inq = ss_ring_avail(r);
 	trim = !peek && ss_ring_reader_should_trim(r);
 	if (trim)

@@ -172,7 +172,9 @@ int ss_prepare_listener(struct sock *sk);
 bool ss_proto_ours(const struct proto *prot);
 int ss_take_ops(struct sock *sk, int fam);
 void ss_wake_reader(struct sock *sk);
-void ss_wake_writer(struct sock *sk, bool space);
+/* How a reader or a teardown wakes the writer: proto.c, ss_wake_writer. */
+enum ss_wake { SS_WAKE_ROOM, SS_WAKE_AHEAD, SS_WAKE_ALL };
+void ss_wake_writer(struct sock *sk, enum ss_wake how);
 
 /* main.c: counters, per CPU. */
 struct ss_stats {
