@@ -194,16 +194,25 @@ out:
  * down at once; the wake then finds TCP's callbacks or no waiter, a
  * spurious wake at worst, as the locked lookup allowed too.
  */
-static void ss_kick_peer(const struct ss_ctx *c, bool reader, enum ss_wake how)
+static struct sock *ss_peer_sk(const struct ss_ctx *c)
 {
 	/* Our receive ring's writer is the peer. */
-	struct sock *psk = c->p->ring[c->side]->wsk;
+	return ss_peer_gone(c) ? NULL : c->p->ring[c->side]->wsk;
+}
 
-	if (ss_peer_gone(c))
-		return;
-	if (reader)
+static void ss_kick_reader(const struct ss_ctx *c)
+{
+	struct sock *psk = ss_peer_sk(c);
+
+	if (psk)
 		ss_wake_reader(psk);
-	else
+}
+
+static void ss_kick_writer(const struct ss_ctx *c, enum ss_wake how)
+{
+	struct sock *psk = ss_peer_sk(c);
+
+	if (psk)
 		ss_wake_writer(psk, how);
 }
 
@@ -308,7 +317,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		}
 		/* The reader makes room only once it knows what is there. */
 		if (kick) {
-			ss_kick_peer(c, true, SS_WAKE_ROOM);
+			ss_kick_reader(c);
 			kick = false;
 		}
 		ss_hold(c);
@@ -341,7 +350,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 	}
 	/* One wake per call for what fitted at once. */
 	if (kick)
-		ss_kick_peer(c, true, SS_WAKE_ROOM);
+		ss_kick_reader(c);
 	if (uarg) {
 		if (copied)
 			net_zcopy_put(uarg);
@@ -657,7 +666,7 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 		}
 		/* A writer waiting for room gets it before we wait for data. */
 		if (kick && ss_ring_writable(r)) {
-			ss_kick_peer(c, false, SS_WAKE_ROOM);
+			ss_kick_writer(c, SS_WAKE_ROOM);
 			kick = false;
 		}
 		/* Once a spin of this read found nothing, or the read skipped
@@ -691,11 +700,11 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 	 * and once we took all there was, whoever waits for our answer
 	 * (ss_wake_writer).
 	 */
-	if (kick && !ss_ring_avail(r))
-		ss_kick_peer(c, false, SS_WAKE_AHEAD);
-	else if (kick && ss_ring_writable(r))
-		ss_kick_peer(c, false, SS_WAKE_ROOM);
 	*inq = ss_ring_avail(r);
+	if (kick && !*inq)
+		ss_kick_writer(c, SS_WAKE_AHEAD);
+	else if (kick && ss_ring_writable(r))
+		ss_kick_writer(c, SS_WAKE_ROOM);
 	trim = !peek && ss_ring_reader_should_trim(r);
 	if (trim)
 		ss_hold(c);
