@@ -72,6 +72,40 @@ func roundTrips(t *testing.T, fd, n int) {
 	}
 }
 
+// busyPollDeltas runs fn and returns how the module's busy-poll counters
+// moved meanwhile, and "misses": the spins that found nothing.
+func busyPollDeltas(t *testing.T, fn func()) map[string]int64 {
+	t.Helper()
+	b0 := testenv.ModuleStats(t)
+	fn()
+	m := testenv.ModuleStats(t)
+	d := map[string]int64{}
+	for _, k := range []string{"busy_polls", "busy_poll_hits", "busy_poll_skips"} {
+		d[k] = m[k] - b0[k]
+	}
+	d["misses"] = d["busy_polls"] - d["busy_poll_hits"]
+	return d
+}
+
+// busyPollConn makes a spliced connection with busyPollUs 1000 in a
+// fresh network of subnet. Only the client's reads block (and spin); the
+// server (echoServer) polls with nonblocking reads, which never spin in
+// the module, so the counters show the client's reads alone. Each end
+// gets a CPU of its own, and Go's garbage collector is off until the test
+// ends, so none stops the server between a request and its answer (in CI
+// a fast phase once had 7 spins in a row miss).
+func busyPollConn(t *testing.T, subnet string, port uint16) (cfd, sfd int) {
+	t.Helper()
+	if runtime.NumCPU() < 2 {
+		t.Skip("SKIP: needs 2 CPUs, one per end")
+	}
+	e := newSpliceEnv(t, subnet, map[string]any{"mode": "splice", "busyPollUs": 1000})
+	cli, srv := splicedConn(t, e, port)
+	gc := debug.SetGCPercent(-1)
+	t.Cleanup(func() { debug.SetGCPercent(gc) })
+	return rawBlocking(t, cli), testenv.ConnFD(t, srv)
+}
+
 // echoServer answers n 64-byte requests on the nonblocking descriptor
 // sfd from a thread on CPU 1, polling with nonblocking reads (which never
 // spin in the module), so it answers within microseconds of a request.
@@ -191,23 +225,10 @@ func TestSpliceConfigHonoured(t *testing.T) {
 // is on hardware (wake-ups take a few microseconds there, a few hundred
 // under TCG): a peer that slept then still answers within a spin.
 func TestSpliceBusyPollAdaptive(t *testing.T) {
-	if runtime.NumCPU() < 2 {
-		t.Skip("SKIP: needs 2 CPUs, one per end")
-	}
-	e := newSpliceEnv(t, "10.247.0.0/24", map[string]any{"mode": "splice", "busyPollUs": 1000})
-	cli, srv := splicedConn(t, e, 7301)
-	// Only the client's reads block (and spin). The server polls with
-	// nonblocking reads, which never spin in the module, so it answers
-	// within microseconds of a request and the counters show the
-	// client's reads alone.
-	cfd, sfd := rawBlocking(t, cli), testenv.ConnFD(t, srv)
-
+	cfd, sfd := busyPollConn(t, "10.247.0.0/24", 7301)
 	// The server answers each of the first slow 64-byte requests after
-	// 20 ms, the rest at once. Each end has a CPU of its own, and no
-	// garbage collection stops the server between a request and its
-	// answer (in CI a fast phase once had 7 spins in a row miss).
+	// 20 ms, the rest at once.
 	const slow, fast = 100, 200
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	done := echoServer(sfd, slow+fast, func(i int, answer bool) {
 		if answer && i < slow {
 			time.Sleep(20 * time.Millisecond)
@@ -218,19 +239,8 @@ func TestSpliceBusyPollAdaptive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer restore()
-	rounds := func(n int) map[string]int64 {
-		b0 := testenv.ModuleStats(t)
-		roundTrips(t, cfd, n)
-		m := testenv.ModuleStats(t)
-		d := map[string]int64{}
-		for _, k := range []string{"busy_polls", "busy_poll_hits", "busy_poll_skips"} {
-			d[k] = m[k] - b0[k]
-		}
-		d["misses"] = d["busy_polls"] - d["busy_poll_hits"]
-		return d
-	}
-	s := rounds(slow)
-	f := rounds(fast)
+	s := busyPollDeltas(t, func() { roundTrips(t, cfd, slow) })
+	f := busyPollDeltas(t, func() { roundTrips(t, cfd, fast) })
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +263,62 @@ func TestSpliceBusyPollAdaptive(t *testing.T) {
 	// it the client would spin at most 4 times in 200 reads.
 	if f["busy_poll_skips"] > fast/2 || f["busy_poll_hits"] < fast/4 {
 		t.Errorf("fast peer: %d reads skipped the spin, %d spins found data; want at most %d and at least %d", f["busy_poll_skips"], f["busy_poll_hits"], fast/2, fast/4)
+	}
+}
+
+// TestSpliceBusyPollLateTaker: a spin that finds nothing counts against
+// spinning only if the peer had the request for at least half the budget.
+// A peer that takes the request in late in the spin is waking up, not
+// slow to answer, and a reader that stopped spinning for it would make
+// the peer's own spins miss in turn while it wakes (sockperf 1 KiB
+// ping-pong with 50 us busy-poll between two blocking ends lost a quarter
+// of its rate so). The server here acts out a late wake-up exactly: it
+// takes each request 600 us after it arrived and answers 1.5 ms later,
+// past the client's 1000 us spin, so every spin misses and none may
+// count.
+func TestSpliceBusyPollLateTaker(t *testing.T) {
+	cfd, sfd := busyPollConn(t, "10.248.0.0/24", 7302)
+	const n = 60
+	// The server's CPU waits on the clock (a sleep would end late by an
+	// emulated timer's slack); it peeks, which never spins, to see the
+	// request arrive.
+	wait := func(d time.Duration) {
+		for t0 := time.Now(); time.Since(t0) < d; {
+		}
+	}
+	peek := make([]byte, 1)
+	done := echoServer(sfd, n, func(i int, answer bool) {
+		if answer {
+			wait(1500 * time.Microsecond)
+			return
+		}
+		for {
+			k, _, err := unix.Recvfrom(sfd, peek, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if k > 0 || (err != nil && err != unix.EAGAIN) {
+				break
+			}
+		}
+		wait(600 * time.Microsecond)
+	})
+	restore, err := testenv.PinThread(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restore()
+	d := busyPollDeltas(t, func() { roundTrips(t, cfd, n) })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("busyPollUs 1000, server taking each request 600 us after it came and answering 1.5 ms later: %d round trips: %d spins (%d found nothing), %d reads slept without a spin",
+		n, d["busy_polls"], d["misses"], d["busy_poll_skips"])
+	// The spins must miss (else the server was not late and the test
+	// shows nothing), and few may count: with each counted the reader
+	// would skip most (before this rule: 7 spins, 53 reads skipped).
+	// Measured: 60 spins, 0 skipped; with the host's two cores busy
+	// building a kernel, 47 and 12 (a host that deschedules the client's
+	// vCPU between its request and its spin makes the server's take look
+	// early).
+	if d["misses"] < n/2 || d["busy_poll_skips"] > n/3 {
+		t.Errorf("%d spins found nothing and %d reads skipped the spin; want at least %d and at most %d", d["misses"], d["busy_poll_skips"], n/2, n/3)
 	}
 }
