@@ -98,6 +98,10 @@ struct ss_pair {
 	struct sock *sk[2];	/* NULL once side i tore down */
 	struct ss_ring *ring[2];	/* ring[i] is read by side i */
 	bool gone[2];		/* side i tore down */
+	/* Threads of side i asleep in the module's recv: a read that drains
+	 * the ring wakes ahead only these (ss_kick_writer).
+	 */
+	atomic_t recv_sleepers[2];
 	/* TCP urgent data for side i (MSG_OOB): the byte travels beside the
 	 * ring, as TCP's out-of-band byte travels beside its queue.
 	 */
