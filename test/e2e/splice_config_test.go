@@ -90,10 +90,11 @@ func busyPollDeltas(t *testing.T, fn func()) map[string]int64 {
 // busyPollConn makes a spliced connection with busyPollUs 1000 in a
 // fresh network of subnet. Only the client's reads block (and spin); the
 // server (echoServer) polls with nonblocking reads, which never spin in
-// the module, so the counters show the client's reads alone. Each end
-// gets a CPU of its own, and Go's garbage collector is off until the test
-// ends, so none stops the server between a request and its answer (in CI
-// a fast phase once had 7 spins in a row miss).
+// the module, so the counters show the client's reads alone. The tests
+// pin each end to a CPU of its own (echoServer and testenv.PinThread),
+// and Go's garbage collector is off until the test ends, so none stops
+// the server between a request and its answer (in CI a fast phase once
+// had 7 spins in a row miss).
 func busyPollConn(t *testing.T, subnet string, port uint16) (cfd, sfd int) {
 	t.Helper()
 	if runtime.NumCPU() < 2 {
