@@ -261,7 +261,7 @@ static int ss_send_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 	 * small request/response messages), and whenever it is full by the
 	 * limit last seen (below).
 	 */
-	if (ss_ring_used(r) + len > PAGE_SIZE)
+	if (ss_ring_queued_over_page(r, len))
 		ss_ring_set_limit(r);
 	while (msg_data_left(msg)) {
 		if (sk->sk_err) {
@@ -520,6 +520,31 @@ static bool ss_busy_poll(struct sock *sk, u32 us, struct ss_ring *r, u32 skip,
 /* At most 2^(SS_BP_MAX_MISSES - 1) - 1 blocking reads sleep without a spin. */
 #define SS_BP_MAX_MISSES 7
 
+/* What the busy-poll before the socket lock did for a blocking read. */
+enum ss_bp {
+	SS_BP_NONE,	/* none configured, or the data was there */
+	SS_BP_HIT,
+	SS_BP_MISS,	/* spun and found nothing */
+	SS_BP_SKIP,	/* the adaptation skipped the spin */
+};
+
+/* A spin's outcome for the adaptation (below): found data, or a miss
+ * that counts.
+ */
+static void ss_bp_account(struct ss_sock *ss, bool found)
+{
+	u8 misses;
+
+	if (found) {
+		if (READ_ONCE(ss->bp_misses))
+			WRITE_ONCE(ss->bp_misses, 0);
+		return;
+	}
+	misses = min_t(u8, READ_ONCE(ss->bp_misses) + 1, SS_BP_MAX_MISSES);
+	WRITE_ONCE(ss->bp_misses, misses);
+	WRITE_ONCE(ss->bp_skip, (1U << (misses - 1)) - 1);
+}
+
 /*
  * As tcp_recvmsg busy-polls before it locks the socket, so does a blocking
  * read of an empty ring: another thread writing to this socket meanwhile
@@ -542,16 +567,13 @@ static bool ss_busy_poll(struct sock *sk, u32 us, struct ss_ring *r, u32 skip,
  * spinning needs no wake-up at all (sockperf 1 KiB ping-pong with 50 us
  * lost a quarter of its rate to that under emulation). The price: a peer
  * that both wakes late and answers late is spun for on every read.
- *
- * Returns whether this read must not spin any more: it spun and found
- * nothing, or it skipped the spin.
  */
-static bool ss_busy_poll_unlocked(struct sock *sk)
+static enum ss_bp ss_busy_poll_unlocked(struct sock *sk)
 {
+	enum ss_bp res = SS_BP_NONE;
 	struct ss_ring *r, *out;
 	struct ss_sock *ss;
-	bool missed = false;
-	u8 skip, misses;
+	u8 skip;
 	u64 held;
 
 	rcu_read_lock();
@@ -566,21 +588,43 @@ static bool ss_busy_poll_unlocked(struct sock *sk)
 		} else if (skip) {
 			WRITE_ONCE(ss->bp_skip, skip - 1);
 			ss_count(busy_poll_skips, 1);
-			missed = true;
+			res = SS_BP_SKIP;
 		} else if (ss_busy_poll(sk, ss->busy_poll_us, r, 0, out, &held)) {
-			if (READ_ONCE(ss->bp_misses))
-				WRITE_ONCE(ss->bp_misses, 0);
-		} else if (held < (u64)ss->busy_poll_us * NSEC_PER_USEC / 2) {
-			missed = true;
+			ss_bp_account(ss, true);
+			res = SS_BP_HIT;
 		} else {
-			misses = min_t(u8, READ_ONCE(ss->bp_misses) + 1, SS_BP_MAX_MISSES);
-			WRITE_ONCE(ss->bp_misses, misses);
-			WRITE_ONCE(ss->bp_skip, (1U << (misses - 1)) - 1);
-			missed = true;
+			if (held >= (u64)ss->busy_poll_us * NSEC_PER_USEC / 2)
+				ss_bp_account(ss, false);
+			res = SS_BP_MISS;
 		}
 	}
 	rcu_read_unlock();
-	return missed;
+	return res;
+}
+
+/*
+ * A read that slept and was woken with nothing to read was most likely
+ * woken ahead (ss_wake_writer): the peer has taken all this end sent and
+ * works on the answer. A second sleep would need a second wake-up, so a
+ * busy-polling reader spins for it once more, with the socket unlocked
+ * (the caller holds the pair) as before the first sleep. Not after the
+ * adaptation skipped the spin (the peer was slow), and at most once per
+ * read. The peer had the request for the whole spin, so one that finds
+ * nothing counts as a miss.
+ */
+static void ss_busy_poll_woken(struct sock *sk, struct ss_ctx *c, struct ss_ring *r,
+			       u32 skip)
+{
+	struct ss_sock *ss;
+	bool found;
+
+	release_sock(sk);
+	found = ss_busy_poll(sk, c->busy_poll_us, r, skip, NULL, NULL);
+	lock_sock(sk);
+	ss = ss_of(sk);
+	/* The same pairing still (the lock keeps it from here on). */
+	if (ss && smp_load_acquire(&ss->state) == SP_PAIRED && ss->pair == c->p)
+		ss_bp_account(ss, found);
 }
 
 /* A pending socket waits for either pairing or TCP data. Called and
@@ -644,10 +688,12 @@ static int ss_recv_oob(struct sock *sk, const struct ss_ctx *c, struct msghdr *m
  * stays readable, for TCP_INQ.
  */
 static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
-			size_t len, int flags, long timeo, bool missed, int *inq)
+			size_t len, int flags, long timeo, enum ss_bp bp, int *inq)
 {
 	DEFINE_WAIT_FUNC(wait, woken_wake_function);
 	struct ss_ring *r = c->p->ring[c->side];
+	bool missed = bp == SS_BP_MISS || bp == SS_BP_SKIP;
+	bool woken_spin = c->busy_poll_us && bp != SS_BP_SKIP;
 	bool peek = flags & MSG_PEEK, kick = false, trim;
 	int copied = 0, err = 0, n, target;
 	u32 skip = 0;
@@ -699,7 +745,8 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			kick = false;
 		}
 		/* Once a spin of this read found nothing, or the read skipped
-		 * it (ss_busy_poll_unlocked), it sleeps. Later spins
+		 * it (ss_busy_poll_unlocked), it sleeps; woken with nothing to
+		 * read, it spins once more (ss_busy_poll_woken). Later spins
 		 * (MSG_WAITALL, SO_RCVLOWAT, a peek past what is there) keep
 		 * the socket locked: no teardown can run, and the fast path
 		 * needs no reference on the pair. They are short (at most
@@ -721,6 +768,12 @@ static int ss_recv_ring(struct sock *sk, struct ss_ctx *c, struct msghdr *msg,
 			      (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN), &wait);
 		atomic_dec(&c->p->recv_sleepers[c->side]);
 		remove_wait_queue(sk_sleep(sk), &wait);
+		if (woken_spin && timeo && !sk->sk_err && !ss_self_gone(c) &&
+		    !(READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) && !signal_pending(current) &&
+		    ss_ring_avail(r) <= (peek ? skip + copied : 0)) {
+			woken_spin = false;
+			ss_busy_poll_woken(sk, c, r, peek ? skip + copied : 0);
+		}
 	}
 	if (peek) {
 		sk_peek_offset_fwd(sk, copied);
@@ -794,9 +847,9 @@ static void ss_recv_cmsgs(struct sock *sk, int avail, struct msghdr *msg)
 static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		      int flags, int *addr_len)
 {
+	enum ss_bp bp = SS_BP_NONE;
 	struct ss_sock *ss;
 	struct ss_ctx c;
-	bool missed;
 	int ret, inq;
 	long timeo;
 
@@ -811,7 +864,8 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 	}
 	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
 	/* A peek may need more than the first byte: it spins locked. */
-	missed = timeo && !(flags & MSG_PEEK) && ss_busy_poll_unlocked(sk);
+	if (timeo && !(flags & MSG_PEEK))
+		bp = ss_busy_poll_unlocked(sk);
 	lock_sock(sk);
 	ss = ss_of(sk);
 	if (ss && ss->state == SP_PENDING) {
@@ -825,7 +879,7 @@ static int ss_recvmsg(struct sock *sk, struct msghdr *msg, size_t len,
 		release_sock(sk);
 		return ss_tcp_recvmsg(sk, msg, len, flags, addr_len);
 	}
-	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo, missed, &inq);
+	ret = ss_recv_ring(sk, &c, msg, len, flags, timeo, bp, &inq);
 	if (ret >= 0)
 		ss_recv_cmsgs(sk, inq, msg);
 	ss_leave(&c);

@@ -100,10 +100,19 @@ bool ss_ring_set_limit(struct ss_ring *r)
 	return true;
 }
 
-/* Bytes written and not yet read. */
-u32 ss_ring_used(struct ss_ring *r)
+/*
+ * The writer, with its socket locked: whether what is queued, with len
+ * more, would exceed a page. Its cached tail (never ahead of the reader's)
+ * answers first; the reader's line, written on every read, is read only
+ * when that view says more than a page.
+ */
+bool ss_ring_queued_over_page(struct ss_ring *r, size_t len)
 {
-	return READ_ONCE(r->head) - READ_ONCE(r->tail);
+	if (r->head - r->cached_tail + len <= PAGE_SIZE)
+		return false;
+	/* Acquire: as in ss_ring_write. */
+	r->cached_tail = smp_load_acquire(&r->tail);
+	return r->head - r->cached_tail + len > PAGE_SIZE;
 }
 
 /* Bytes beyond the reader's receive buffer: what TCP would still hold
@@ -174,9 +183,17 @@ void ss_ring_writer_gone(struct ss_ring *r)
  */
 bool ss_ring_reader_should_trim(struct ss_ring *r)
 {
-	u32 st = READ_ONCE(r->spare_tail);
-	bool idle = st == r->reader_mark;
+	u32 st;
+	bool idle;
 
+	/* No more than SS_RING_SPARE pages stashed even if the writer took
+	 * none since the reader last looked: decided without reading the
+	 * writer's line, which it writes on every message.
+	 */
+	if (r->spare_head - r->reader_mark <= SS_RING_SPARE)
+		return false;
+	st = READ_ONCE(r->spare_tail);
+	idle = st == r->reader_mark;
 	r->reader_mark = st;
 	return idle && r->spare_head - st > SS_RING_SPARE && !ss_ring_avail(r);
 }
@@ -207,12 +224,6 @@ void ss_ring_free(struct ss_ring *r)
 	}
 	kfree(r->pages);
 	kfree(r);
-}
-
-u32 ss_ring_avail(struct ss_ring *r)
-{
-	/* Acquire: the bytes before head are written. */
-	return smp_load_acquire(&r->head) - r->tail;
 }
 
 /*
@@ -328,6 +339,7 @@ static struct page *ss_page_get(struct ss_ring *r, struct sock *sk)
 int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, size_t len)
 {
 	u32 head = r->head, free, done = 0;
+	bool took = false;
 	int err = 0;
 
 	free = ss_ring_room(r, head, r->cached_tail);
@@ -351,6 +363,7 @@ int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, siz
 				break;
 			}
 			r->pages[slot] = pg;
+			took = true;
 		}
 		c = copy_page_from_iter(r->pages[slot], poff, chunk, from);
 		done += c;
@@ -360,9 +373,13 @@ int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, siz
 		}
 	}
 	/* Keeps what this write cycled through, so a stream reuses its pages
-	 * instead of allocating them again.
+	 * instead of allocating them again. The stash grows only by pages
+	 * this side filled, each taken by a write that trimmed after it, so
+	 * a write that took no page has nothing new to trim (and leaves the
+	 * reader's line alone).
 	 */
-	ss_ring_trim(r, max_t(u32, SS_RING_SPARE, (done >> PAGE_SHIFT) + 2));
+	if (took)
+		ss_ring_trim(r, max_t(u32, SS_RING_SPARE, (done >> PAGE_SHIFT) + 2));
 	if (!done)
 		return err;
 	/* Release: the bytes and their pages before the new head. */

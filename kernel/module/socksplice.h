@@ -56,8 +56,8 @@ struct ss_ring {
 struct ss_ring *ss_ring_alloc(u32 kib, gfp_t gfp);
 void ss_ring_attach(struct ss_ring *r, struct sock *writer, struct sock *reader);
 bool ss_ring_set_limit(struct ss_ring *r);
-u32 ss_ring_used(struct ss_ring *r);
 u32 ss_ring_unsent(struct ss_ring *r);
+bool ss_ring_queued_over_page(struct ss_ring *r, size_t len);
 bool ss_ring_writable(struct ss_ring *r);
 void ss_ring_writer_gone(struct ss_ring *r);
 bool ss_ring_reader_should_trim(struct ss_ring *r);
@@ -66,8 +66,22 @@ void ss_ring_free(struct ss_ring *r);
 int ss_ring_write(struct ss_ring *r, struct sock *sk, struct iov_iter *from, size_t len);
 int ss_ring_read(struct ss_ring *r, struct iov_iter *to, size_t len,
 		 u32 skip, bool peek);
-u32 ss_ring_avail(struct ss_ring *r);	/* consumer side */
 u32 ss_ring_free_space(struct ss_ring *r);	/* producer side */
+
+/* Inline: the busy-poll loop and every send and receive ask. */
+
+/* Bytes written and not yet read. */
+static inline u32 ss_ring_used(const struct ss_ring *r)
+{
+	return READ_ONCE(r->head) - READ_ONCE(r->tail);
+}
+
+/* Consumer side: bytes readable. */
+static inline u32 ss_ring_avail(const struct ss_ring *r)
+{
+	/* Acquire: the bytes before head are written. */
+	return smp_load_acquire(&r->head) - r->tail;
+}
 
 /* pair.c */
 struct ss_key {
