@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -240,10 +241,28 @@ func TestHardeningPairingFastOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		testenv.SetTimeouts(cfd, int64(10*time.Second), int64(10*time.Second))
-		if _, err := unix.SendmsgN(cfd, first, nil, sa, unix.MSG_FASTOPEN); err != nil && err != unix.EINPROGRESS {
+		// Nonblocking: a blocking sendto(MSG_FASTOPEN) waits for the
+		// handshake, and a signal meanwhile (Go's preemption) makes it
+		// return EINTR with the SYN's data already sent, so the test
+		// could not tell what to send again. Without a cookie yet the
+		// kernel queues nothing (EINPROGRESS): first then follows the
+		// handshake as plain data.
+		unix.SetNonblock(cfd, true)
+		sent, err := unix.SendmsgN(cfd, first, nil, sa, unix.MSG_FASTOPEN)
+		if err == unix.EINPROGRESS {
+			sent, err = 0, nil
+		}
+		if err != nil {
 			unix.Close(cfd)
 			t.Fatalf("sendto(MSG_FASTOPEN): %v", err)
 		}
+		pfd := []unix.PollFd{{Fd: int32(cfd), Events: unix.POLLOUT}}
+		if _, err := testenv.RetryEINTR(func() (int, error) { return unix.Poll(pfd, 10000) }); err != nil || pfd[0].Revents&unix.POLLOUT == 0 {
+			unix.Close(cfd)
+			t.Fatalf("connect after sendto(MSG_FASTOPEN): %v, revents %#x", err, pfd[0].Revents)
+		}
+		unix.SetNonblock(cfd, false)
+		unsent := first[sent:]
 		nfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 		if err != nil {
 			unix.Close(cfd)
@@ -253,7 +272,7 @@ func TestHardeningPairingFastOpen(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			var err error
-			for b := rest; len(b) > 0 && err == nil; {
+			for b := slices.Concat(unsent, rest); len(b) > 0 && err == nil; {
 				var n int
 				n, err = testenv.RetryEINTR(func() (int, error) { return unix.Write(cfd, b) })
 				b = b[max(n, 0):]
